@@ -1,0 +1,1 @@
+"""The annotation review queue (web app on the build store)."""

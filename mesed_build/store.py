@@ -1,0 +1,335 @@
+"""The build store: SQLAlchemy Core tables on SQLite (WAL, default) or PostgreSQL.
+
+Every write is an idempotent upsert on a natural key, so a stage that is killed and
+rerun skips what it finished and never duplicates a row.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+metadata = sa.MetaData()
+
+# --- classes and pages -------------------------------------------------------------
+
+classes = sa.Table(
+    "classes",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("level", sa.String(10), nullable=False),  # top | coarse | fine
+    sa.Column("parent", sa.String(200), nullable=True),
+    sa.Column("position", sa.Integer, nullable=False),  # order in the config
+    sa.Column("sources", sa.Text, nullable=False, default="[]"),  # JSON list of the config's sources
+)
+
+pages = sa.Table(
+    "pages",
+    metadata,
+    sa.Column("wiki", sa.String(32), primary_key=True),
+    sa.Column("page_id", sa.BigInteger, primary_key=True),
+    sa.Column("title", sa.String(512), nullable=False),
+    sa.Column("namespace", sa.Integer, nullable=False, default=0),
+    sa.Column("rev_id", sa.BigInteger, nullable=True),
+    sa.Column("redirect_target", sa.String(512), nullable=True),
+    sa.Column("is_disambiguation", sa.Boolean, nullable=False, default=False),
+    sa.Index("ix_pages_title", "wiki", "title"),
+)
+
+# outgoing namespace-0 wikilinks (source page -> normalised target title); the backlink index
+links = sa.Table(
+    "links",
+    metadata,
+    sa.Column("wiki", sa.String(32), primary_key=True),
+    sa.Column("source_page_id", sa.BigInteger, primary_key=True),
+    sa.Column("target_title", sa.String(512), primary_key=True),
+    sa.Index("ix_links_target", "wiki", "target_title"),
+)
+
+# which dump files / API sweeps have been indexed completely
+source_indexes = sa.Table(
+    "source_indexes",
+    metadata,
+    sa.Column("wiki", sa.String(32), primary_key=True),
+    sa.Column("source_key", sa.String(512), primary_key=True),  # e.g. dump file name + size
+    sa.Column("pages", sa.Integer, nullable=False),
+    sa.Column("links", sa.Integer, nullable=False),
+    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+entities = sa.Table(
+    "entities",
+    metadata,
+    sa.Column("wiki", sa.String(32), primary_key=True),
+    sa.Column("page_id", sa.BigInteger, primary_key=True),
+    sa.Column("title", sa.String(512), nullable=False),  # canonical title after redirects
+    sa.Column("rev_id", sa.BigInteger, nullable=True),
+    sa.Column("qid", sa.String(32), nullable=True),
+    sa.Index("ix_entities_title", "wiki", "title"),
+)
+
+class_members = sa.Table(
+    "class_members",
+    metadata,
+    sa.Column("class_name", sa.String(200), primary_key=True),
+    sa.Column("wiki", sa.String(32), primary_key=True),
+    sa.Column("page_id", sa.BigInteger, primary_key=True),
+    sa.Column("source", sa.String(512), nullable=False),  # list page or category it came from
+    sa.Column("anchor", sa.String(512), nullable=True),  # the link as written on the list page
+)
+
+# --- sentences and mentions --------------------------------------------------------
+
+sentences = sa.Table(
+    "sentences",
+    metadata,
+    sa.Column("sentence_hash", sa.String(64), primary_key=True),  # sha256 of text (natural key)
+    sa.Column("wiki", sa.String(32), nullable=False),
+    sa.Column("article_page_id", sa.BigInteger, nullable=False),
+    sa.Column("article_rev_id", sa.BigInteger, nullable=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("tokens", sa.Text, nullable=False),  # JSON list of str
+    sa.Column("token_offsets", sa.Text, nullable=False),  # JSON list of [char_start, char_end)
+    sa.Index("ix_sentences_article", "wiki", "article_page_id"),
+)
+
+mentions = sa.Table(
+    "mentions",
+    metadata,
+    sa.Column("sentence_hash", sa.String(64), primary_key=True),
+    sa.Column("token_start", sa.Integer, primary_key=True),
+    sa.Column("token_end", sa.Integer, nullable=False),  # inclusive
+    sa.Column("wiki", sa.String(32), nullable=False),
+    sa.Column("page_id", sa.BigInteger, nullable=False),  # the mentioned entity
+    sa.Column("anchor_text", sa.String(1024), nullable=False),
+    sa.Column("char_start", sa.Integer, nullable=False),
+    sa.Column("char_end", sa.Integer, nullable=False),  # exclusive
+    sa.Index("ix_mentions_entity", "wiki", "page_id"),
+)
+
+# entity -> sentences chosen for it under the per-entity cap (deterministic from the seed)
+entity_sentences = sa.Table(
+    "entity_sentences",
+    metadata,
+    sa.Column("wiki", sa.String(32), primary_key=True),
+    sa.Column("page_id", sa.BigInteger, primary_key=True),
+    sa.Column("sentence_hash", sa.String(64), primary_key=True),
+    sa.Column("rank", sa.Integer, nullable=False),
+)
+
+# --- bookkeeping ---------------------------------------------------------------------
+
+builds = sa.Table(
+    "builds",
+    metadata,
+    sa.Column("build_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("config_hash", sa.String(64), nullable=False),
+    sa.Column("config", sa.Text, nullable=False),  # JSON of the validated config
+    sa.Column("versions", sa.Text, nullable=False),  # JSON: python, packages, models
+    sa.Column("stages", sa.Text, nullable=False, default="[]"),
+    sa.Column("status", sa.String(20), nullable=False),  # running | completed | failed
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+stage_runs = sa.Table(
+    "stage_runs",
+    metadata,
+    sa.Column("build_id", sa.Integer, primary_key=True),
+    sa.Column("stage", sa.String(40), primary_key=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("counts", sa.Text, nullable=False, default="{}"),  # JSON name -> int
+)
+
+# every dropped item, by stage and reason; natural key keeps reruns from double counting
+drops = sa.Table(
+    "drops",
+    metadata,
+    sa.Column("stage", sa.String(40), primary_key=True),
+    sa.Column("reason", sa.String(80), primary_key=True),
+    sa.Column("item", sa.String(700), primary_key=True),
+    sa.Column("detail", sa.Text, nullable=True),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _chunks(rows: Sequence[Mapping[str, Any]], size: int) -> Iterable[Sequence[Mapping[str, Any]]]:
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    """A connection to one build's store, with idempotent upserts."""
+
+    def __init__(self, url: str, *, create: bool = True):
+        self.url = url
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = sa.create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        if create:
+            metadata.create_all(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self):
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- writes --------------------------------------------------------------------
+
+    def upsert(
+        self,
+        table: sa.Table,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        update: Sequence[str] | None = None,
+        conn: sa.Connection | None = None,
+    ) -> None:
+        """Insert rows; on a primary-key conflict update the `update` columns (None: all non-key, []: skip)."""
+        rows = list(rows)
+        if not rows:
+            return
+        keys = [c.name for c in table.primary_key.columns]
+        if update is None:
+            update = [c for c in rows[0].keys() if c not in keys]
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        # keep each statement under SQLite's bound-parameter limit
+        batch = max(1, 30000 // max(1, len(rows[0])))
+        with self._conn(conn) as c:
+            for chunk in _chunks(rows, batch):
+                stmt = insert(table).values(list(chunk))
+                if update:
+                    stmt = stmt.on_conflict_do_update(
+                        index_elements=keys, set_={col: stmt.excluded[col] for col in update}
+                    )
+                else:
+                    stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+                c.execute(stmt)
+
+    @contextmanager
+    def _conn(self, conn: sa.Connection | None):
+        if conn is not None:
+            yield conn
+        else:
+            with self.engine.begin() as c:
+                yield c
+
+    def record_drop(self, stage: str, reason: str, item: str, detail: str | None = None, *, conn=None) -> None:
+        self.record_drops([(stage, reason, item, detail)], conn=conn)
+
+    def record_drops(self, items: Iterable[tuple[str, str, str, str | None]], *, conn=None) -> None:
+        rows = [
+            {"stage": s, "reason": r, "item": i[:700], "detail": d}
+            for s, r, i, d in items
+        ]
+        self.upsert(drops, rows, update=["detail"], conn=conn)
+
+    # -- reads ---------------------------------------------------------------------
+
+    def count(self, table: sa.Table, *where) -> int:
+        with self.engine.connect() as c:
+            stmt = sa.select(sa.func.count()).select_from(table)
+            for clause in where:
+                stmt = stmt.where(clause)
+            return int(c.execute(stmt).scalar_one())
+
+    def drops_by_reason(self) -> dict[str, int]:
+        with self.engine.connect() as c:
+            rows = c.execute(
+                sa.select(drops.c.stage, drops.c.reason, sa.func.count()).group_by(drops.c.stage, drops.c.reason)
+            ).all()
+        return {f"{stage}/{reason}": int(n) for stage, reason, n in sorted(rows)}
+
+    # -- build manifest ------------------------------------------------------------
+
+    def start_build(self, name: str, config_hash: str, config: dict, stages: Sequence[str], versions: dict) -> int:
+        with self.engine.begin() as c:
+            result = c.execute(
+                builds.insert().values(
+                    name=name,
+                    config_hash=config_hash,
+                    config=json.dumps(config, sort_keys=True),
+                    versions=json.dumps(versions, sort_keys=True),
+                    stages=json.dumps(list(stages)),
+                    status="running",
+                    started_at=utcnow(),
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def finish_build(self, build_id: int, status: str, error: str | None = None) -> None:
+        with self.engine.begin() as c:
+            c.execute(
+                builds.update()
+                .where(builds.c.build_id == build_id)
+                .values(status=status, finished_at=utcnow(), error=error)
+            )
+
+    def start_stage(self, build_id: int, stage: str) -> None:
+        self.upsert(
+            stage_runs,
+            [{"build_id": build_id, "stage": stage, "started_at": utcnow(), "finished_at": None, "counts": "{}"}],
+        )
+
+    def finish_stage(self, build_id: int, stage: str, counts: Mapping[str, int]) -> None:
+        with self.engine.begin() as c:
+            c.execute(
+                stage_runs.update()
+                .where(stage_runs.c.build_id == build_id, stage_runs.c.stage == stage)
+                .values(finished_at=utcnow(), counts=json.dumps(dict(counts), sort_keys=True))
+            )
+
+    def latest_build(self) -> dict | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(builds).order_by(builds.c.build_id.desc()).limit(1)).mappings().first()
+            if row is None:
+                return None
+            build = dict(row)
+            runs = c.execute(
+                sa.select(stage_runs).where(stage_runs.c.build_id == build["build_id"])
+            ).mappings().all()
+        build["stage_runs"] = {r["stage"]: {**dict(r), "counts": json.loads(r["counts"])} for r in runs}
+        return build
+
+
+def package_versions(names: Iterable[str] = ("mesed-build", "mwparserfromhell", "sqlalchemy", "prefect", "requests", "syntok")) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
