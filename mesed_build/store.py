@@ -86,6 +86,16 @@ class_members = sa.Table(
     sa.Column("anchor", sa.String(512), nullable=True),  # the link as written on the list page
 )
 
+# the candidate vocabulary: every entity the dataset holds, and why (target, random, bm25, polysemous, ...)
+vocabulary = sa.Table(
+    "vocabulary",
+    metadata,
+    sa.Column("wiki", sa.String(32), primary_key=True),
+    sa.Column("page_id", sa.BigInteger, primary_key=True),
+    sa.Column("kind", sa.String(20), primary_key=True),
+    sa.Column("source", sa.String(512), nullable=True),  # class, query title or page it was found from
+)
+
 # --- sentences and mentions --------------------------------------------------------
 
 sentences = sa.Table(
