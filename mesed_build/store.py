@@ -173,6 +173,98 @@ drops = sa.Table(
 )
 
 
+# --- images and rerank (issue 6: mesed_build/images, mesed_build/rerank) ----------------
+
+# the search query built for one (entity, sentence): KeyBERT keywords + entity name + class name
+image_queries = sa.Table(
+    "image_queries",
+    metadata,
+    sa.Column("wiki", sa.String(32), primary_key=True),
+    sa.Column("page_id", sa.BigInteger, primary_key=True),
+    sa.Column("sentence_hash", sa.String(64), primary_key=True),
+    sa.Column("query", sa.Text, nullable=False),
+    sa.Column("keywords", sa.Text, nullable=False),  # JSON list of [keyword, score]
+    sa.Column("class_name", sa.String(200), nullable=True),
+    sa.Column("model", sa.String(300), nullable=False),  # the KeyBERT sentence model it came from
+)
+
+# up to N search results per (entity, sentence), in provider rank order
+image_candidates = sa.Table(
+    "image_candidates",
+    metadata,
+    sa.Column("wiki", sa.String(32), primary_key=True),
+    sa.Column("page_id", sa.BigInteger, primary_key=True),
+    sa.Column("sentence_hash", sa.String(64), primary_key=True),
+    sa.Column("rank", sa.Integer, primary_key=True),
+    sa.Column("provider", sa.String(40), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("source_page", sa.Text, nullable=True),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("licence", sa.String(200), nullable=True),
+    sa.Column("width", sa.Integer, nullable=True),
+    sa.Column("height", sa.Integer, nullable=True),
+    sa.Column("image_sha256", sa.String(64), nullable=True),  # set once downloaded and accepted
+    sa.Column("status", sa.String(40), nullable=False, default="pending"),  # pending | ok | rejected reason
+)
+
+# one row per fetched URL: where it led (an image) or why it was refused; reruns skip these
+image_fetches = sa.Table(
+    "image_fetches",
+    metadata,
+    sa.Column("url", sa.String(2048), primary_key=True),
+    sa.Column("image_sha256", sa.String(64), nullable=True),
+    sa.Column("status", sa.String(40), nullable=False),  # ok | a rejection reason
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# image bytes live on disk (content_store), named by sha256 of the re-encoded bytes
+images = sa.Table(
+    "images",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("path", sa.Text, nullable=False),  # relative to the content store root
+    sa.Column("source_url", sa.Text, nullable=False),  # the first URL it was fetched from
+    sa.Column("source_page", sa.Text, nullable=True),
+    sa.Column("licence", sa.String(200), nullable=True),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("bytes", sa.Integer, nullable=False),
+    sa.Column("mime", sa.String(40), nullable=False),
+    sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# the entity's infobox (page) image: Img(e) in eq. 1; status says why there is none
+infobox_images = sa.Table(
+    "infobox_images",
+    metadata,
+    sa.Column("wiki", sa.String(32), primary_key=True),
+    sa.Column("page_id", sa.BigInteger, primary_key=True),
+    sa.Column("file_title", sa.String(512), nullable=True),
+    sa.Column("url", sa.Text, nullable=True),
+    sa.Column("image_sha256", sa.String(64), nullable=True),
+    sa.Column("status", sa.String(40), nullable=False),  # ok | no_infobox_image | not_in_pool | rejected reason
+)
+
+# eq. 1 scores, both terms kept; the entity is part of the key because one sentence can serve two entities
+image_scores = sa.Table(
+    "image_scores",
+    metadata,
+    sa.Column("image_sha256", sa.String(64), primary_key=True),
+    sa.Column("sentence_hash", sa.String(64), primary_key=True),
+    sa.Column("model_id", sa.String(300), primary_key=True),
+    sa.Column("wiki", sa.String(32), primary_key=True),
+    sa.Column("page_id", sa.BigInteger, primary_key=True),
+    sa.Column("clip_term", sa.Float, nullable=False),  # cos(CLIP_img(v), CLIP_text(t))
+    sa.Column("object_term", sa.Float, nullable=True),  # max_j cos(o_j, Img(e)); None without an infobox image
+    sa.Column("alpha", sa.Float, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("n_objects", sa.Integer, nullable=False),
+    sa.Column("chosen", sa.Boolean, nullable=False, default=False),
+    sa.Index("ix_image_scores_sentence", "wiki", "page_id", "sentence_hash"),
+)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
