@@ -111,15 +111,17 @@ def _yaml_line(text: str, path: list[Any]) -> int | None:
     line = node.start_mark.line + 1 if node is not None else None
     for key in path:
         if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == key), None)
+            pair = next(((k, v) for k, v in node.value if k.value == key), None)
+            # a mapping entry is reported where its key is written, not where its value starts
+            key_node, match = pair if pair else (None, None)
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            match = node.value[key]
+            key_node, match = None, node.value[key]
         else:
             match = None
         if match is None:
             break
         node = match
-        line = node.start_mark.line + 1
+        line = (key_node or node).start_mark.line + 1
     return line
 
 
@@ -141,6 +143,22 @@ def _describe_error(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
+def _unexpected_key(error: jsonschema.ValidationError) -> str | None:
+    """The first key of the instance that no allowed shape of this object accepts (a misspelling, mostly)."""
+    if not isinstance(error.instance, dict):
+        return None
+    if error.validator == "additionalProperties":
+        shapes = [error.schema]
+    elif error.validator == "oneOf":
+        shapes = error.schema.get("oneOf", [])
+        if not shapes or any(s.get("additionalProperties") is not False for s in shapes):
+            return None
+    else:
+        return None
+    allowed = {name for shape in shapes for name in (shape.get("properties") or {})}
+    return next((key for key in error.instance if key not in allowed), None)
+
+
 def validate_config_dict(raw: Any, text: str = "", origin: str = "<config>") -> None:
     schema = load_schema("build-config.schema.json")
     validator = jsonschema.Draft202012Validator(schema)
@@ -150,6 +168,9 @@ def validate_config_dict(raw: Any, text: str = "", origin: str = "<config>") -> 
     lines = []
     for error in errors[:10]:
         path = list(error.absolute_path)
+        unexpected = _unexpected_key(error)
+        if unexpected is not None:
+            path.append(unexpected)
         line = _yaml_line(text, path) if text else None
         where = f"{origin}:{line}" if line else origin
         lines.append(f"{where}: {_format_path(path)}: {_describe_error(error)}")
