@@ -2,9 +2,63 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from pathlib import Path
+
 import click
 
 from mesed_build import __version__
+
+DEFAULT_BUILD_DIR = Path("builds/demo")
+
+
+class UserError(click.ClickException):
+    """An error the user can fix; printed as one line, without a traceback."""
+
+
+def _user_errors():
+    # the library's error types whose messages already name the file, line or URL
+    from mesed_build.config import ConfigError
+    from mesed_build.export.mesed import ExportError
+    from mesed_build.wiki.source import WikiError
+
+    return (ConfigError, WikiError, ExportError, FileNotFoundError)
+
+
+def open_store(config_path: str | None, build_dir: str | None, db: str | None):
+    """The store a command works on: --db wins, then --config's database, then --build-dir."""
+    from mesed_build.config import load_config
+    from mesed_build.store import Store
+
+    if db:
+        url = db
+    elif config_path:
+        url = load_config(config_path, build_dir=build_dir).database_url
+    else:
+        directory = Path(build_dir) if build_dir else DEFAULT_BUILD_DIR
+        store_file = directory / "store.sqlite"
+        if not store_file.exists():
+            raise UserError(f"{store_file}: no build store here (run `mesed-build build --config ...` first, "
+                            "or pass --build-dir/--config/--db)")
+        url = f"sqlite:///{store_file.as_posix()}"
+    return Store(url)
+
+
+store_options = [
+    click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+                 help="Build config; its database is used."),
+    click.option("--build-dir", type=click.Path(file_okay=False),
+                 help=f"Build directory holding store.sqlite [default: {DEFAULT_BUILD_DIR}]."),
+    click.option("--db", help="SQLAlchemy URL of the store, e.g. postgresql+psycopg://user@host/db."),
+]
+
+
+def with_store_options(fn):
+    for option in reversed(store_options):
+        fn = option(fn)
+    return fn
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -15,6 +69,97 @@ def main() -> None:
     Typical use: `mesed-build build --config configs/demo.yaml`, then `mesed-build stats`,
     then `mesed-build export --format mesed --out DIR`.
     """
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Build config (YAML), validated before any work.")
+@click.option("--build-dir", type=click.Path(file_okay=False), help="Override the config's build directory.")
+@click.option("--db", help="Override the config's store URL (e.g. PostgreSQL for shared builds).")
+@click.option("--stages", help="Comma-separated stages to run (default: all, in pipeline order).")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
+def build(config_path: str, build_dir: str | None, db: str | None, stages: str | None, progress: bool | None) -> None:
+    """Run the build flow (Prefect) on a config: classes -> sentences -> ... into the build store.
+
+    Every stage is re-runnable: a rerun skips finished work and adds no duplicate rows.
+    """
+    from mesed_build.config import load_config
+
+    try:
+        config = load_config(config_path, build_dir=build_dir, database_url=db)  # fail before Prefect starts
+    except _user_errors() as exc:
+        raise UserError(str(exc)) from exc
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.build import STAGES, build_flow
+
+    selected = [s.strip() for s in stages.split(",")] if stages else None
+    if selected:
+        unknown = [s for s in selected if s not in STAGES]
+        if unknown:
+            raise UserError(f"--stages: unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        results = build_flow(config_path=config_path, build_dir=build_dir, database_url=db, stages=selected,
+                             progress=show)
+    except _user_errors() as exc:
+        raise UserError(str(exc)) from exc
+    for stage, counts in results.items():
+        click.echo(f"{stage}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    click.echo(f"store: {config.database_url}")
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--cron", default="0 3 1,20 * *", show_default=True,
+              help="Schedule (the dumps appear on the 1st and the 20th of each month).")
+@click.option("--name", help="Deployment name [default: rebuild-<config name>].")
+def serve(config_path: str, cron: str, name: str | None) -> None:
+    """Serve the build flow as a scheduled Prefect deployment (blocks until interrupted)."""
+    from mesed_build.config import load_config
+
+    try:
+        load_config(config_path)
+    except _user_errors() as exc:
+        raise UserError(str(exc)) from exc
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.build import serve as serve_flow
+
+    serve_flow(config_path, cron, name)
+
+
+@main.command()
+@with_store_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def stats(config_path: str | None, build_dir: str | None, db: str | None, as_json: bool) -> None:
+    """Counts per stage, entities per class and drops by reason for a build."""
+    from mesed_build.stats import collect_stats, format_stats
+
+    store = open_store(config_path, build_dir, db)
+    try:
+        result = collect_stats(store)
+    finally:
+        store.close()
+    click.echo(json.dumps(result, indent=2, sort_keys=True) if as_json else format_stats(result))
+
+
+@main.command()
+@with_store_options
+@click.option("--format", "fmt", type=click.Choice(["mesed"]), default="mesed", show_default=True,
+              help="Output format.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory (written atomically).")
+@click.option("--force", is_flag=True, help="Replace a non-empty output directory.")
+def export(config_path: str | None, build_dir: str | None, db: str | None, fmt: str, out: str, force: bool) -> None:
+    """Export the dataset (MESED layout: entity2id.txt, sentences.json)."""
+    from mesed_build.export.mesed import export_mesed
+
+    store = open_store(config_path, build_dir, db)
+    try:
+        counts = export_mesed(store, Path(out), force=force)
+    except _user_errors() as exc:
+        raise UserError(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(f"wrote {out} ({fmt}): " + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
 
 # --- commands registered by other packages (keep one line each) -----------------------

@@ -170,6 +170,8 @@ drops = sa.Table(
     sa.Column("reason", sa.String(80), primary_key=True),
     sa.Column("item", sa.String(700), primary_key=True),
     sa.Column("detail", sa.Text, nullable=True),
+    # >1 where one row stands for several items of one place (e.g. all malformed links of a page)
+    sa.Column("count", sa.Integer, nullable=False, default=1),
 )
 
 
@@ -350,12 +352,13 @@ class Store:
     def record_drop(self, stage: str, reason: str, item: str, detail: str | None = None, *, conn=None) -> None:
         self.record_drops([(stage, reason, item, detail)], conn=conn)
 
-    def record_drops(self, items: Iterable[tuple[str, str, str, str | None]], *, conn=None) -> None:
+    def record_drops(self, items: Iterable[tuple], *, conn=None) -> None:
+        """Record (stage, reason, item, detail[, count]) tuples; a rerun overwrites, never double counts."""
         rows = [
-            {"stage": s, "reason": r, "item": i[:700], "detail": d}
-            for s, r, i, d in items
+            {"stage": t[0], "reason": t[1], "item": t[2][:700], "detail": t[3], "count": t[4] if len(t) > 4 else 1}
+            for t in items
         ]
-        self.upsert(drops, rows, update=["detail"], conn=conn)
+        self.upsert(drops, rows, update=["detail", "count"], conn=conn)
 
     # -- reads ---------------------------------------------------------------------
 
@@ -369,7 +372,7 @@ class Store:
     def drops_by_reason(self) -> dict[str, int]:
         with self.engine.connect() as c:
             rows = c.execute(
-                sa.select(drops.c.stage, drops.c.reason, sa.func.count()).group_by(drops.c.stage, drops.c.reason)
+                sa.select(drops.c.stage, drops.c.reason, sa.func.sum(drops.c.count)).group_by(drops.c.stage, drops.c.reason)
             ).all()
         return {f"{stage}/{reason}": int(n) for stage, reason, n in sorted(rows)}
 

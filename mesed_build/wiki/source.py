@@ -36,6 +36,8 @@ class PageRef:
     namespace: int = 0
     wikibase_item: str | None = None
     is_disambiguation: bool = False
+    # True when a partial dump (an excerpt) lacks the page: the id is derived from the title
+    synthetic: bool = False
 
 
 @dataclass(frozen=True)
