@@ -266,6 +266,82 @@ image_scores = sa.Table(
     sa.Index("ix_image_scores_sentence", "wiki", "page_id", "sentence_hash"),
 )
 
+# --- synonyms, queries and gt (issue 3: mesed_build/vocab, mesed_build/queries) ----------
+
+# Wikidata label + aliases per item and language: the SPARQL cache (a rebuild asks only for new items)
+wikidata_names = sa.Table(
+    "wikidata_names",
+    metadata,
+    sa.Column("qid", sa.String(32), primary_key=True),
+    sa.Column("language", sa.String(16), primary_key=True),
+    sa.Column("label", sa.String(1024), nullable=True),
+    sa.Column("aliases", sa.Text, nullable=False),  # JSON list of str (skos:altLabel)
+    sa.Column("endpoint", sa.String(512), nullable=False),
+    sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# article title -> Wikidata item, for sources that carry no wikibase_item (dumps); qid None: no item
+wikidata_sitelinks = sa.Table(
+    "wikidata_sitelinks",
+    metadata,
+    sa.Column("wiki", sa.String(32), primary_key=True),
+    sa.Column("title", sa.String(512), primary_key=True),
+    sa.Column("qid", sa.String(32), nullable=True),
+    sa.Column("endpoint", sa.String(512), nullable=False),
+    sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# a sentence as the sentences stage wrote it, before any of its mentions was replaced by a synonym
+synonym_sentences = sa.Table(
+    "synonym_sentences",
+    metadata,
+    sa.Column("sentence_hash", sa.String(64), primary_key=True),
+    sa.Column("original_text", sa.Text, nullable=False),
+    sa.Column("original_tokens", sa.Text, nullable=False),  # JSON list of str
+    sa.Column("original_offsets", sa.Text, nullable=False),  # JSON list of [char_start, char_end)
+    sa.Column("original_mentions", sa.Text, nullable=False),  # JSON list of the mention rows
+)
+
+# hard positives: one mention replaced by a Wikidata synonym (edit distance > 5), with provenance
+synonym_replacements = sa.Table(
+    "synonym_replacements",
+    metadata,
+    sa.Column("sentence_hash", sa.String(64), primary_key=True),
+    sa.Column("original_token_start", sa.Integer, primary_key=True),
+    sa.Column("original_token_end", sa.Integer, nullable=False),  # inclusive
+    sa.Column("token_start", sa.Integer, nullable=False),  # span of the synonym in the updated tokens
+    sa.Column("token_end", sa.Integer, nullable=False),  # inclusive
+    sa.Column("wiki", sa.String(32), nullable=False),
+    sa.Column("page_id", sa.BigInteger, nullable=False),
+    sa.Column("qid", sa.String(32), nullable=False),
+    sa.Column("original", sa.String(1024), nullable=False),  # the mention's text as written
+    sa.Column("synonym", sa.String(1024), nullable=False),
+    sa.Column("distance", sa.Integer, nullable=False),  # Levenshtein(entity name, synonym)
+    sa.Column("provenance", sa.Text, nullable=False),  # JSON: property, qid, endpoint, fetched_at
+    sa.Index("ix_synonym_replacements_entity", "wiki", "page_id"),
+)
+
+# per fine class: 5 queries of 3 seeds and 5 of 5 seeds (seeds: JSON list of page ids, in order)
+queries = sa.Table(
+    "queries",
+    metadata,
+    sa.Column("class_name", sa.String(200), primary_key=True),
+    sa.Column("seed_count", sa.Integer, primary_key=True),
+    sa.Column("query_index", sa.Integer, primary_key=True),
+    sa.Column("wiki", sa.String(32), nullable=False),
+    sa.Column("seeds", sa.Text, nullable=False),
+)
+
+# the gold set of each fine class (label 1); an entity of two classes is in both classes' gt
+gt = sa.Table(
+    "gt",
+    metadata,
+    sa.Column("class_name", sa.String(200), primary_key=True),
+    sa.Column("wiki", sa.String(32), primary_key=True),
+    sa.Column("page_id", sa.BigInteger, primary_key=True),
+    sa.Column("label", sa.Integer, nullable=False),
+)
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
