@@ -369,3 +369,46 @@ def test_requests_to_one_host_are_serial(replay_server):
     for prev, nxt in zip(log, log[1:]):
         assert nxt.started >= prev.finished
     assert time.monotonic() - t0 >= 0.6
+
+
+def test_long_title_batches_go_as_post(replay_server):
+    server = replay_server()
+    server.script(Scripted(body={"batchcomplete": True, "query": {"pages": []}}))
+    titles = [f"List of {i} things that have a rather long title for a Wikipedia article, {'x' * 80}"
+              for i in range(50)]
+    got = client(server).resolve(titles)
+    assert list(got) == titles
+    (req,) = server.requests
+    assert req.method == "POST" and req.params["titles"].split("|") == titles and req.params["maxlag"] == "5"
+
+
+def test_connection_refused_is_retried_then_a_clear_error():
+    import socket
+
+    with socket.socket() as sock:  # a port that nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}/w/api.php"
+    api = MediaWikiAPI(endpoint, UA, max_retries=1, backoff_s=0.01, timeout_s=1)
+    with pytest.raises(WikiError, match=r"gave up after 2 attempts; last: connection failed") as info:
+        api.search("Python programming")
+    assert str(info.value).startswith(endpoint + "?")
+    assert api.requests_made == 2
+
+
+def test_maxlag_without_retry_after_waits_the_reported_lag(replay_server):
+    server = replay_server("search.json")
+    server.script(Scripted.maxlag(lag=0.5, retry_after=None))
+    assert [h.title for h in client(server, backoff_s=0.01).search("Python programming")] == search_titles()
+    lagged, ok = server.requests
+    assert ok.started - lagged.finished >= 0.45
+
+
+def test_retry_after_http_date_is_understood():
+    from email.utils import formatdate
+
+    from mesed_build.wiki.api import _parse_retry_after
+
+    assert _parse_retry_after("7") == 7.0
+    assert 8 <= _parse_retry_after(formatdate(time.time() + 10, usegmt=True)) <= 10
+    assert _parse_retry_after(None) is None and _parse_retry_after("soon") is None
