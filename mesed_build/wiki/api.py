@@ -91,9 +91,14 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _params(params: Mapping[str, Any]) -> dict[str, str]:
+    # MediaWiki reads a boolean parameter as true whenever it is present, even empty: omit false ones
+    return {k: _param(v) for k, v in params.items() if v is not None and v is not False}
+
+
 def _param(value: Any) -> str:
     if isinstance(value, bool):
-        return "1" if value else ""
+        return "1"
     if isinstance(value, (list, tuple, set, frozenset)):
         return "|".join(str(v) for v in value)
     return str(value)
@@ -211,7 +216,7 @@ class MediaWikiAPI(WikiSource):
     def request(self, params: Mapping[str, Any]) -> dict:
         """One action=query call (retried as needed); the decoded JSON response."""
         full = {"action": "query", "format": "json", "formatversion": "2", "maxlag": str(self.maxlag)}
-        full.update({k: _param(v) for k, v in params.items()})
+        full.update(_params(params))
         prepared = requests.Request("GET", self.endpoint, params=full).prepare()
         url = prepared.url
         use_post = len(url) > POST_ABOVE_CHARS
@@ -282,7 +287,7 @@ class MediaWikiAPI(WikiSource):
 
     def query(self, params: Mapping[str, Any]) -> Iterator[dict]:
         """Every response of an action=query call, following `continue` to the end."""
-        base = {k: _param(v) for k, v in params.items()}
+        base = _params(params)
         cont: dict[str, str] = {}
         seen: set[tuple] = set()
         while True:

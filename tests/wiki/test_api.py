@@ -412,3 +412,12 @@ def test_retry_after_http_date_is_understood():
     assert _parse_retry_after("7") == 7.0
     assert 8 <= _parse_retry_after(formatdate(time.time() + 10, usegmt=True)) <= 10
     assert _parse_retry_after(None) is None and _parse_retry_after("soon") is None
+
+
+def test_false_boolean_parameters_are_left_out(replay_server):
+    # MediaWiki treats a present boolean parameter as true even when empty, so False must not be sent
+    server = replay_server("search.json")
+    list(client(server).query({"list": "search", "srsearch": "Python programming", "srnamespace": 0,
+                               "srsort": "relevance", "redirects": True, "srenablerewrites": False}))
+    (req,) = server.requests
+    assert req.params["redirects"] == "1" and "srenablerewrites" not in req.params
