@@ -9,9 +9,10 @@ Matching, by query parameters (GET query string, plus the form body of a POST):
   for formatversion 2 or another page size still gets the recorded page;
 - title parameters (`titles`, `*title`) compare with `_` and ` ` as equal, and `titles` as a set,
   as MediaWiki does;
-- extra request parameters (maxlag, blnamespace, ...) are ignored, except continuation ones: a
-  request carrying `xxcontinue=...` only matches a recording with that same continuation (so a
-  continuation the cassette does not hold is a 404, never the first page again);
+- extra request parameters (maxlag, blnamespace, ...) are ignored, except continuation ones
+  (`xxcontinue`, and any name a recorded response hands out in its `continue` object, e.g.
+  `sroffset`): a request carrying one only matches a recording with that same continuation, so a
+  continuation the cassette does not hold is a 404, never the first page again;
 - among several matches, the one with the most recorded parameters wins.
 A request that matches nothing gets 404 with a JSON body saying so.
 
@@ -51,9 +52,9 @@ def _is_title_param(name: str) -> bool:
     return name == "titles" or name.endswith("title")
 
 
-def _is_continuation(name: str) -> bool:
+def _is_continuation(name: str, recorded_tokens: frozenset[str] | set[str] = frozenset()) -> bool:
     # the generic `continue` token only echoes the module state; the module's own token identifies the page
-    return name.endswith("continue") and name != "continue"
+    return name != "continue" and (name.endswith("continue") or name in recorded_tokens)
 
 
 def _norm_value(name: str, value: str):
@@ -74,7 +75,7 @@ class Interaction:
     body: bytes
     cassette: str
 
-    def matches(self, method: str, params: dict[str, str]) -> bool:
+    def matches(self, method: str, params: dict[str, str], tokens: set[str] | frozenset[str] = frozenset()) -> bool:
         if method != self.method:
             return False
         for name, value in self.params.items():
@@ -82,7 +83,7 @@ class Interaction:
                 continue
             if name not in params or _norm_value(name, params[name]) != _norm_value(name, value):
                 return False
-        return all(name in self.params for name in params if _is_continuation(name))
+        return all(name in self.params for name in params if _is_continuation(name, tokens))
 
     @property
     def specificity(self) -> int:
@@ -205,6 +206,7 @@ class ReplayServer:
     def __init__(self, cassettes: Iterable[str | Path] = (), *, path: str = "/w/api.php"):
         self.path = path
         self.interactions: list[Interaction] = []
+        self.continuation_tokens: set[str] = set()  # names the recorded responses use in `continue`
         for cassette in cassettes:
             self.add_cassette(cassette)
         self.requests: list[LoggedRequest] = []
@@ -216,7 +218,15 @@ class ReplayServer:
 
     # --- set-up -------------------------------------------------------------------------------
     def add_cassette(self, cassette: str | Path) -> None:
-        self.interactions.extend(load_cassette(cassette))
+        interactions = load_cassette(cassette)
+        for it in interactions:
+            try:
+                cont = json.loads(it.body).get("continue")
+            except (ValueError, AttributeError):
+                cont = None
+            if isinstance(cont, dict):
+                self.continuation_tokens.update(k for k in cont if k != "continue")
+        self.interactions.extend(interactions)
 
     def script(self, *responses: Scripted) -> None:
         with self._lock:
@@ -272,7 +282,7 @@ class ReplayServer:
 
     # --- serving ------------------------------------------------------------------------------
     def find(self, method: str, params: dict[str, str]) -> Interaction | None:
-        candidates = [it for it in self.interactions if it.matches(method, params)]
+        candidates = [it for it in self.interactions if it.matches(method, params, self.continuation_tokens)]
         return max(candidates, key=lambda it: it.specificity) if candidates else None
 
     def _handle(self, handler: BaseHTTPRequestHandler, method: str, form: bytes) -> None:

@@ -417,7 +417,15 @@ def test_retry_after_http_date_is_understood():
 def test_false_boolean_parameters_are_left_out(replay_server):
     # MediaWiki treats a present boolean parameter as true even when empty, so False must not be sent
     server = replay_server("search.json")
-    list(client(server).query({"list": "search", "srsearch": "Python programming", "srnamespace": 0,
-                               "srsort": "relevance", "redirects": True, "srenablerewrites": False}))
+    client(server).request({"list": "search", "srsearch": "Python programming", "srnamespace": 0,
+                            "srsort": "relevance", "redirects": True, "srenablerewrites": False})
     (req,) = server.requests
     assert req.params["redirects"] == "1" and "srenablerewrites" not in req.params
+
+
+def test_an_unrecorded_continuation_is_not_answered_with_the_first_page(replay_server):
+    # search.json holds one page whose `continue` hands out sroffset=10; asking for more must not loop
+    server = replay_server("search.json")
+    with pytest.raises(WikiError, match="HTTP 404"):
+        client(server).search("Python programming", limit=15)
+    assert [r.params.get("sroffset") for r in server.requests] == [None, "10"]
