@@ -1,0 +1,173 @@
+"""Wikimedia Commons file search: `list=search` in namespace 6 (File:), then `prop=imageinfo`
+(url, size, mime, and extmetadata for the licence), 50 titles per call.
+
+Requests are serial, carry a descriptive User-Agent and `maxlag=5`, ask for gzip, and retry 429/5xx
+and maxlag errors with backoff that honours `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import requests
+import tenacity
+
+from mesed_build.images.providers.base import Candidate, ImageSearchProvider, ProviderError
+
+COMMONS_ENDPOINT = "https://commons.wikimedia.org/w/api.php"
+RASTER_MIMES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/tiff", "image/bmp"})
+IIPROP = "url|size|mime|extmetadata"
+EXTMETADATA_FILTER = "LicenseShortName|UsageTerms|License"
+
+
+class _Retry(Exception):
+    def __init__(self, detail: str, retry_after: float | None = None):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class MediaWikiClient:
+    """A small, polite GET client for one MediaWiki Action API endpoint."""
+
+    def __init__(self, endpoint: str, user_agent: str, *, timeout_s: float = 30.0, max_retries: int = 6,
+                 backoff_s: float = 1.0, maxlag: int = 5, sleep: Callable[[float], None] = time.sleep):
+        if not user_agent or not any(m in user_agent for m in ("@", "http://", "https://")):
+            raise ProviderError(f"a MediaWiki client needs a descriptive User-Agent with contact, got {user_agent!r}")
+        self.endpoint = endpoint
+        self.timeout_s, self.max_retries, self.backoff_s, self.maxlag = timeout_s, max_retries, backoff_s, maxlag
+        self._sleep = sleep
+        self.session = requests.Session()
+        self.session.headers.update({"User-Agent": user_agent, "Accept-Encoding": "gzip"})
+
+    def get(self, params: Mapping[str, Any]) -> dict:
+        query = {"format": "json", "formatversion": "2", "maxlag": str(self.maxlag), **params}
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            return max(self.backoff_s * 2 ** (state.attempt_number - 1), getattr(exc, "retry_after", None) or 0.0)
+
+        try:
+            return tenacity.Retrying(stop=tenacity.stop_after_attempt(self.max_retries + 1), wait=wait,
+                                     retry=tenacity.retry_if_exception_type(_Retry), sleep=self._sleep,
+                                     reraise=True)(self._get_once, query)
+        except _Retry as exc:
+            raise ProviderError(f"{self.endpoint}: gave up after {self.max_retries + 1} tries: {exc}") from exc
+
+    def _get_once(self, query: dict) -> dict:
+        try:
+            response = self.session.get(self.endpoint, params=query, timeout=self.timeout_s)
+        except requests.RequestException as exc:
+            raise _Retry(f"{exc}") from exc
+        retry_after = _seconds(response.headers.get("Retry-After"))
+        if response.status_code in (429, 500, 502, 503, 504):
+            raise _Retry(f"HTTP {response.status_code}", retry_after)
+        if response.status_code != 200:
+            raise ProviderError(f"{response.url}: HTTP {response.status_code}, expected 200 with a JSON body")
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise _Retry(f"{response.url}: body is not JSON") from exc
+        error = data.get("error") if isinstance(data, dict) else None
+        if error:
+            if error.get("code") == "maxlag":
+                raise _Retry(f"maxlag: {error.get('info')}", retry_after or 5.0)
+            raise ProviderError(f"{response.url}: API error {error.get('code')}: {error.get('info')}")
+        return data
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _pages(data: dict) -> list[dict]:
+    pages = (data.get("query") or {}).get("pages") or []
+    return list(pages.values()) if isinstance(pages, dict) else list(pages)
+
+
+def _licence(info: dict) -> str | None:
+    meta = info.get("extmetadata") or {}
+    for key in ("LicenseShortName", "UsageTerms", "License"):
+        value = (meta.get(key) or {}).get("value")
+        if value:
+            return str(value).strip()
+    return None
+
+
+def parse_imageinfo(data: dict) -> dict[str, Candidate]:
+    """title -> Candidate for every file that exists and has an imageinfo entry."""
+    out: dict[str, Candidate] = {}
+    for page in _pages(data):
+        infos = page.get("imageinfo") or []
+        if not infos or not infos[0].get("url"):
+            continue  # a missing file (or a deleted revision): no candidate
+        info = infos[0]
+        out[page["title"]] = Candidate(
+            url=info["url"],
+            source_page=info.get("descriptionurl"),
+            title=page["title"],
+            licence=_licence(info),
+            width=info.get("width"),
+            height=info.get("height"),
+            mime=info.get("mime"),
+        )
+    return out
+
+
+class CommonsProvider(ImageSearchProvider):
+    name = "commons"
+
+    def __init__(self, client: MediaWikiClient, *, raster_only: bool = True):
+        self.client = client
+        self.raster_only = raster_only
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> CommonsProvider:
+        user_agent = options.get("user_agent")
+        if not user_agent:
+            raise ProviderError("images.user_agent is required for the commons provider (Wikimedia User-Agent policy)")
+        client = MediaWikiClient(
+            options.get("endpoint") or COMMONS_ENDPOINT, user_agent,
+            timeout_s=float(options.get("timeout_s", 30)), max_retries=int(options.get("max_retries", 6)),
+            backoff_s=float(options.get("backoff_s", 1.0)),
+        )
+        return cls(client)
+
+    def search_titles(self, query: str, limit: int = 10) -> list[str]:
+        data = self.client.get({
+            "action": "query", "list": "search", "srsearch": query, "srnamespace": "6",
+            "srlimit": str(limit), "srsort": "relevance", "redirects": "1",
+        })
+        return [hit["title"] for hit in (data.get("query") or {}).get("search") or []]
+
+    def imageinfo(self, titles: Iterable[str]) -> dict[str, Candidate]:
+        titles = list(dict.fromkeys(titles))
+        out: dict[str, Candidate] = {}
+        for i in range(0, len(titles), 50):
+            batch = titles[i : i + 50]
+            data = self.client.get({
+                "action": "query", "prop": "imageinfo", "titles": "|".join(batch), "iiprop": IIPROP,
+                "iiextmetadatafilter": EXTMETADATA_FILTER, "iilimit": "1", "redirects": "1",
+            })
+            found = parse_imageinfo(data)
+            # the API answers with normalised titles; map them back to what we asked for
+            renamed = {n["to"]: n["from"] for n in (data.get("query") or {}).get("normalized") or []}
+            for title, candidate in found.items():
+                out[renamed.get(title, title)] = candidate
+        return out
+
+    def search(self, query: str, limit: int = 10) -> list[Candidate]:
+        # ask for more hits than needed: PDFs, SVGs and videos are dropped below
+        titles = self.search_titles(query, limit * 2)
+        infos = self.imageinfo(titles)
+        out = []
+        for title in titles:
+            candidate = infos.get(title)
+            if candidate is None or (self.raster_only and candidate.mime not in RASTER_MIMES):
+                continue
+            out.append(candidate)
+        return out[:limit]
