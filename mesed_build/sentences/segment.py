@@ -1,0 +1,152 @@
+"""Paragraph -> sentences -> tokens, with every link turned into a token-span mention.
+
+syntok does the work (a rule-based English tokenizer and sentence segmenter that keeps character offsets).
+Token boundaries are forced at link edges by tokenizing the text between link edges and each anchor on its
+own, then handing the joined token stream to syntok's segmenter. So for every mention the tokens of its span
+are exactly what the tokenizer makes of the anchor text alone.
+
+syntok sometimes ends a sentence after an initial or a title inside a name ("Cecil B. DeMille", "Lt. Gen.",
+"W. E. B. Du Bois"). A boundary inside a link's anchor is such an error, so the two sentences are joined
+again instead of losing the mention.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+from syntok import segmenter
+from syntok.tokenizer import Token, Tokenizer
+
+from mesed_build.sentences.wikitext import Paragraph
+
+# Drop reasons counted in `drops`.
+MENTION_WITHOUT_TOKENS = "mention_without_tokens"
+
+# "n't" stays as written and hyphens are tokens, so the tokens and their offsets cover all the text
+_TOKENIZER = Tokenizer(emit_hyphen_or_underscore_sep=True, replace_not_contraction=False)
+
+
+@dataclass(frozen=True)
+class Mention:
+    token_start: int
+    token_end: int  # INCLUSIVE
+    char_start: int  # in Sentence.text
+    char_end: int  # exclusive
+    target: str
+    anchor: str
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str
+    tokens: tuple[str, ...]
+    offsets: tuple[tuple[int, int], ...]  # char span of each token in text
+    mentions: tuple[Mention, ...]
+
+
+def tokenize(text: str) -> list[str]:
+    """The tokens syntok makes of `text` on its own (what a mention's token span equals)."""
+    return [token.value for token in _TOKENIZER.tokenize(text) if token.value]
+
+
+def _tokens(text: str, edges: list[int]) -> tuple[list[Token], dict[int, int]]:
+    """syntok tokens of `text`, each piece between consecutive edges tokenized on its own, and for each
+    edge the index of the first token at or after it."""
+    tokens: list[Token] = []
+    first_at: dict[int, int] = {}
+    end_of_last = 0
+    for start, end in zip(edges, edges[1:]):
+        first_at[start] = len(tokens)
+        first = True
+        # tokenize(text, base_offset) would pad the text with base_offset spaces; shift offsets instead
+        for token in _TOKENIZER.tokenize(text[start:end]):
+            if not token.value:  # syntok's marker for trailing whitespace
+                continue
+            offset = token.offset + start
+            if first:
+                # the spacing before a piece's first token lies in the previous piece
+                token = Token(text[end_of_last:offset], token.value, offset)
+                first = False
+            else:
+                token.update(start)
+            tokens.append(token)
+            end_of_last = offset + len(token.value)
+    first_at[edges[-1]] = len(tokens)
+    return tokens, first_at
+
+
+def _sentences(tokens: list[Token], inside_link: list[bool]) -> list[list[Token]]:
+    """syntok's sentences, joining again the ones that a boundary inside a link anchor separates."""
+    joined: list[list[Token]] = []
+    boundary = 0  # index of the first token of the next sentence
+    for sentence in segmenter.segment(iter(tokens)):
+        if joined and inside_link[boundary]:
+            joined[-1].extend(sentence)
+        else:
+            joined.append(sentence)
+        boundary += len(sentence)
+    if boundary != len(tokens):  # syntok only drops empty tokens, and there are none
+        raise AssertionError(f"syntok returned {boundary} of {len(tokens)} tokens")
+    return joined
+
+
+def split_paragraph(paragraph: Paragraph, drops: collections.Counter | None = None) -> list[Sentence]:
+    """The sentences of a paragraph, tokenized, each with the mentions of the links inside it.
+
+    A link whose anchor yields no token (only invisible characters) is dropped and counted as
+    MENTION_WITHOUT_TOKENS. Sentences without mentions are returned too.
+    """
+    drops = drops if drops is not None else collections.Counter()
+    text = paragraph.text
+    edges = {0, len(text)}
+    for link in paragraph.links:
+        edges.add(link.start)
+        edges.add(link.end)
+    tokens, first_at = _tokens(text, sorted(edges))
+    if not tokens:
+        return []
+
+    # each link's tokens: [first, last) in the paragraph's token list
+    spans: list[tuple[int, int, object]] = []
+    inside_link = [False] * (len(tokens) + 1)
+    for link in sorted(paragraph.links, key=lambda link: link.start):
+        first, last = first_at[link.start], first_at[link.end]
+        if first == last:
+            drops[MENTION_WITHOUT_TOKENS] += 1
+            continue
+        spans.append((first, last, link))
+        for index in range(first + 1, last):
+            inside_link[index] = True
+
+    sentences: list[Sentence] = []
+    next_span = 0
+    sentence_first = 0  # paragraph index of the sentence's first token
+    for sentence_tokens in _sentences(tokens, inside_link):
+        sentence_end = sentence_first + len(sentence_tokens)
+        start = sentence_tokens[0].offset
+        last_token = sentence_tokens[-1]
+        mentions: list[Mention] = []
+        while next_span < len(spans) and spans[next_span][0] < sentence_end:
+            first, last, link = spans[next_span]
+            next_span += 1
+            mentions.append(
+                Mention(
+                    token_start=first - sentence_first,
+                    token_end=last - 1 - sentence_first,
+                    char_start=link.start - start,
+                    char_end=link.end - start,
+                    target=link.target,
+                    anchor=link.anchor,
+                )
+            )
+        sentences.append(
+            Sentence(
+                text=text[start : last_token.offset + len(last_token.value)],
+                tokens=tuple(t.value for t in sentence_tokens),
+                offsets=tuple((t.offset - start, t.offset - start + len(t.value)) for t in sentence_tokens),
+                mentions=tuple(mentions),
+            )
+        )
+        sentence_first = sentence_end
+    return sentences
