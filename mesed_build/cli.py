@@ -90,6 +90,7 @@ def build(config_path: str, build_dir: str | None, db: str | None, stages: str |
     except _user_errors() as exc:
         raise UserError(str(exc)) from exc
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     from flows.build import STAGES, build_flow
 
     selected = [s.strip() for s in stages.split(",")] if stages else None
@@ -122,6 +123,7 @@ def serve(config_path: str, cron: str, name: str | None) -> None:
     except _user_errors() as exc:
         raise UserError(str(exc)) from exc
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     from flows.build import serve as serve_flow
 
     serve_flow(config_path, cron, name)
