@@ -165,3 +165,7 @@ def export(config_path: str | None, build_dir: str | None, db: str | None, fmt: 
 
 
 # --- commands registered by other packages (keep one line each) -----------------------
+from mesed_build.bench.cli import bench, evaluate  # noqa: E402
+
+main.add_command(bench)
+main.add_command(evaluate)
