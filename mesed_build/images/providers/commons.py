@@ -7,6 +7,7 @@ and maxlag errors with backoff that honours `Retry-After`.
 
 from __future__ import annotations
 
+import mimetypes
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -84,6 +85,11 @@ def _seconds(value: str | None) -> float | None:
         return None
 
 
+def _mime(candidate: Candidate) -> str | None:
+    # imageinfo without iiprop=mime: fall back to the file name's extension
+    return candidate.mime or mimetypes.guess_type(candidate.url)[0]
+
+
 def _pages(data: dict) -> list[dict]:
     pages = (data.get("query") or {}).get("pages") or []
     return list(pages.values()) if isinstance(pages, dict) else list(pages)
@@ -121,9 +127,10 @@ def parse_imageinfo(data: dict) -> dict[str, Candidate]:
 class CommonsProvider(ImageSearchProvider):
     name = "commons"
 
-    def __init__(self, client: MediaWikiClient, *, raster_only: bool = True):
+    def __init__(self, client: MediaWikiClient, *, raster_only: bool = True, batch_size: int = 50):
         self.client = client
         self.raster_only = raster_only
+        self.batch_size = batch_size
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> CommonsProvider:
@@ -147,8 +154,8 @@ class CommonsProvider(ImageSearchProvider):
     def imageinfo(self, titles: Iterable[str]) -> dict[str, Candidate]:
         titles = list(dict.fromkeys(titles))
         out: dict[str, Candidate] = {}
-        for i in range(0, len(titles), 50):
-            batch = titles[i : i + 50]
+        for i in range(0, len(titles), self.batch_size):
+            batch = titles[i : i + self.batch_size]
             data = self.client.get({
                 "action": "query", "prop": "imageinfo", "titles": "|".join(batch), "iiprop": IIPROP,
                 "iiextmetadatafilter": EXTMETADATA_FILTER, "iilimit": "1", "redirects": "1",
@@ -167,7 +174,7 @@ class CommonsProvider(ImageSearchProvider):
         out = []
         for title in titles:
             candidate = infos.get(title)
-            if candidate is None or (self.raster_only and candidate.mime not in RASTER_MIMES):
+            if candidate is None or (self.raster_only and _mime(candidate) not in RASTER_MIMES):
                 continue
             out.append(candidate)
         return out[:limit]
