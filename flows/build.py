@@ -26,7 +26,10 @@ from mesed_build.store import package_versions  # noqa: E402
 # stage name -> (module with `run(ctx) -> dict[str, int]`, talks to Wikimedia hosts)
 STAGES: dict[str, tuple[str, bool]] = {
     "classes": ("mesed_build.classes", True),
+    "vocabulary": ("mesed_build.vocab.stage", True),  # negatives; before sentences, which gives them contexts
     "sentences": ("mesed_build.sentences.stage", True),
+    "synonyms": ("mesed_build.vocab.synonyms", False),  # Wikidata (its own endpoint), after the sentences it edits
+    "queries": ("mesed_build.queries", False),
 }
 WIKIMEDIA_LIMIT = "wikimedia"
 

@@ -8,7 +8,9 @@ import sqlalchemy as sa
 
 from mesed_build import store as st
 from mesed_build.classes import class_sizes
+from mesed_build.queries import query_stats
 from mesed_build.sentences.stage import sentences_per_entity
+from mesed_build.vocab.synonyms import synonym_stats
 
 
 def collect_stats(store: st.Store, wiki: str = "enwiki") -> dict:
@@ -40,10 +42,27 @@ def collect_stats(store: st.Store, wiki: str = "enwiki") -> dict:
         "entities_per_class": fine_sizes,
         "entities_with_sentences_per_class": {name: int(n) for name, n in members_with_sentences},
         "sentences_per_entity": _summary(list(per_entity.values())),
+        "synonyms": synonym_stats(store, wiki),
+        "queries": query_stats(store, wiki),
         "dropped": store.drops_by_reason(),
         "build": _build_summary(build),
     }
     return stats
+
+
+def _vocab_lines(stats: dict) -> list[str]:
+    """Hard positives and queries per class (issue 3)."""
+    syn, queries = stats["synonyms"], stats["queries"]
+    lines = ["", f"synonyms: {syn['entities_replaced']} entities replaced, {syn['mentions_replaced']} mentions replaced, "
+             f"{syn['wikidata_items_cached']} Wikidata items cached"]
+    if syn["skipped"]:
+        lines.append(f"  skipped: {syn['skipped']}")
+    lines.append("queries per fine class:")
+    for name, sizes in queries["per_class"].items():
+        lines.append(f"  {name}: " + ", ".join(f"{n} x {size.replace('_', ' ')}" for size, n in sizes.items()))
+    for name in queries["classes_too_small"]:
+        lines.append(f"  {name}: none (class too small; see dropped queries/class_too_small)")
+    return lines
 
 
 def _summary(values: list[int]) -> dict:
@@ -90,6 +109,7 @@ def format_stats(stats: dict) -> str:
     width = max((len(n) for n in stats["entities_per_class"]), default=10)
     for name, n in stats["entities_per_class"].items():
         lines.append(f"  {name:<{width}}  {n:>6}  ({with_sentences.get(name, 0)})")
+    lines.extend(_vocab_lines(stats))
     if build and build["stages"]:
         lines.append("")
         lines.append("stages:")

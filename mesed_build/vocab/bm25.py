@@ -25,8 +25,11 @@ _BOUND_MARGIN = 1e-9
 
 
 def tokenize_title(title: str) -> list[str]:
-    """Lower-cased word tokens of a title: 'Ada (programming language)' -> ['ada', 'programming', 'language']."""
-    return _TOKEN.findall(title.lower())
+    """Lower-cased word tokens of a title: 'W. H. R. Rivers (anthropologist)' -> ['rivers', 'anthropologist'].
+
+    Single characters (initials, 'C' of 'C++') are left out: sharing one makes no hard negative.
+    """
+    return [t for t in _TOKEN.findall(title.lower()) if len(t) > 1]
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,8 @@ class TitleIndex:
         self.titles = list(titles)
         self.keys = list(keys) if keys is not None else list(range(len(titles)))
         self._doc_of_key: dict[Hashable, int] | None = None
+        # documents never returned by any query (e.g. every target entity); still part of the corpus statistics
+        self.blocked = np.zeros(len(self.titles), dtype=bool)
 
         # term ids in order of first appearance: the insertion order of rank-bm25's `nd` dict,
         # which fixes the summation order of its average idf
@@ -122,6 +127,12 @@ class TitleIndex:
             self._doc_of_key = {k: d for d, k in enumerate(self.keys)}
         return self._doc_of_key.get(key)
 
+    def block(self, keys: Iterable[Hashable]) -> int:
+        """Never return these keys' documents (they keep counting for idf and avgdl); returns how many were found."""
+        docs = [d for d in (self.doc_of(k) for k in keys) if d is not None]
+        self.blocked[docs] = True
+        return len(docs)
+
     def _postings(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.offsets[tid], self.offsets[tid + 1]
         return self.post_doc[lo:hi], self.post_weight[lo:hi]
@@ -156,13 +167,13 @@ class TitleIndex:
             docs, _ = self._postings(tid)
             seed_docs.append(docs)
             seen += len(docs)
-            if seen >= k + len(excluded):
+            if seen >= k + len(excluded) + 8:
                 break
         threshold = 0.0
         if len(seed_docs) < len(unique_tids):
             candidates = np.unique(np.concatenate(seed_docs))
             scores = self._score(query_tids, candidates)
-            keep = (scores > 0) & ~np.isin(candidates, excluded)
+            keep = (scores > 0) & ~np.isin(candidates, excluded) & ~self.blocked[candidates]
             if keep.sum() >= k:
                 threshold = float(np.partition(scores[keep], -k)[-k])
 
@@ -178,6 +189,7 @@ class TitleIndex:
                 else:
                     break
         candidates = np.unique(np.concatenate([self._postings(t)[0] for t in essential]))
+        candidates = candidates[~self.blocked[candidates]]
         if len(excluded):
             candidates = candidates[~np.isin(candidates, excluded)]
         scores = self._score(query_tids, candidates)

@@ -67,6 +67,36 @@ def base_names(title: str) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
 
 
+def qualified_senses(title: str, titles_by_base: dict[str, list[str]]) -> list[str]:
+    """Other titles that disambiguate the same name with a qualifier: 'Angola' -> ['Angola (Portugal)'].
+
+    Wikipedia's title policy adds a parenthetical disambiguator exactly when a name has several
+    senses, so 'X (qualifier)' is a sense of X even where no disambiguation page lists it.
+    `titles_by_base` maps bare names (see bare_name) to the titles carrying them.
+    """
+    own = normalize_title(title)
+    own_qualifier = _qualifier(own)
+    out = []
+    for t in titles_by_base.get(bare_name(title), ()):
+        if t == own:
+            continue
+        q = _qualifier(t)
+        if own_qualifier and q and (q.startswith(own_qualifier) or own_qualifier.startswith(q)):
+            continue  # 'X (Prison Break)' and 'X (Prison Break character)': one topic under two titles
+        out.append(t)
+    return out
+
+
+def _qualifier(title: str) -> str:
+    match = _QUALIFIER.search(title)
+    return match.group(0).strip()[1:-1].strip().lower() if match else ""
+
+
+def bare_name(title: str) -> str:
+    """A title without its parenthetical qualifier: 'Ada (programming language)' -> 'Ada'."""
+    return normalize_title(_QUALIFIER.sub("", title).strip() or title)
+
+
 def disambiguation_titles(title: str) -> list[str]:
     """Titles to look up for a target's disambiguation page, most specific first."""
     out: list[str] = []

@@ -64,6 +64,15 @@ class BatchResult:
     error: str | None = None
 
 
+@dataclass
+class SitelinkBatch:
+    items: tuple[str, ...]  # the titles asked for
+    outcome: str
+    found: dict[str, str] = field(default_factory=dict)  # title -> QID
+    attempts: int = 0
+    error: str | None = None
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
     if value is None:
@@ -105,6 +114,38 @@ def names_query(qids: Sequence[str], language: str = "en") -> str:
         f'  OPTIONAL {{ ?item skos:altLabel ?alt . FILTER(LANG(?alt) = "{language}") }}\n'
         "}"
     )
+
+
+def _sparql_string(value: str, language: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"@{language}'
+
+
+def sitelinks_query(titles: Sequence[str], site: str, language: str) -> str:
+    """The Wikidata item of each article title on `site` (e.g. https://en.wikipedia.org/)."""
+    if not re.match(r"^https://[a-z0-9.-]+/$", site):
+        raise ValueError(f"not a wiki site URL: {site!r} (expected e.g. https://en.wikipedia.org/)")
+    values = " ".join(_sparql_string(t, language) for t in titles)
+    return (
+        "PREFIX schema: <http://schema.org/>\n"
+        "SELECT ?title ?item WHERE {\n"
+        f"  VALUES ?title {{ {values} }}\n"
+        f"  ?article schema:about ?item ; schema:isPartOf <{site}> ; schema:name ?title .\n"
+        "}"
+    )
+
+
+def parse_sitelinks(document) -> dict[str, str]:
+    """title -> QID from a sparql-results+json answer to sitelinks_query."""
+    if not isinstance(document, dict) or not isinstance(document.get("results"), dict) \
+            or not isinstance(document["results"].get("bindings"), list):
+        raise SparqlFailure(MALFORMED, "answer is not a SPARQL JSON results document (no results.bindings)")
+    out: dict[str, str] = {}
+    for binding in document["results"]["bindings"]:
+        title, item = _value(binding, "title"), _value(binding, "item")
+        if title and item and item.startswith(_ENTITY_PREFIX):
+            out.setdefault(title, item[len(_ENTITY_PREFIX):])
+    return out
 
 
 def _value(binding: dict, *names: str) -> str | None:
@@ -292,6 +333,27 @@ class WikidataClient:
         results = []
         for i in range(0, len(unique), self.batch_size):
             result = self.fetch_batch(unique[i : i + self.batch_size])
+            if on_batch is not None:
+                on_batch(result)
+            results.append(result)
+        return results
+
+    def fetch_qids(self, titles: Iterable[str], *, site: str = "https://en.wikipedia.org/", language: str = "en",
+                   on_batch: Callable[[SitelinkBatch], None] | None = None) -> list[SitelinkBatch]:
+        """The Wikidata item of each article title, `batch_size` titles per query, one query at a time."""
+        unique = list(dict.fromkeys(titles))
+        results = []
+        for i in range(0, len(unique), self.batch_size):
+            batch = tuple(unique[i : i + self.batch_size])
+            try:
+                document, attempts = self.run(sitelinks_query(batch, site, language))
+                found = parse_sitelinks(document)
+            except SparqlFailure as failure:
+                result = SitelinkBatch(batch, failure.outcome, attempts=getattr(failure, "attempts", 1),
+                                       error=str(failure))
+            else:
+                found = {t: found[t] for t in batch if t in found}
+                result = SitelinkBatch(batch, OK if found else EMPTY, found, attempts)
             if on_batch is not None:
                 on_batch(result)
             results.append(result)
