@@ -47,6 +47,9 @@ def collect_stats(store: st.Store, wiki: str = "enwiki") -> dict:
         "dropped": store.drops_by_reason(),
         "build": _build_summary(build),
     }
+    from annotation.results import annotation_summary  # the review queue's progress, kappa and Table 1
+
+    stats["annotation"] = annotation_summary(store)
     return stats
 
 
@@ -121,4 +124,9 @@ def format_stats(stats: dict) -> str:
         lines.append("  nothing")
     for reason, n in stats["dropped"].items():
         lines.append(f"  {reason:<48} {n:>8}")
+    if "annotation" in stats:
+        from annotation.results import format_summary
+
+        lines.append("")
+        lines.extend(format_summary(stats["annotation"]))
     return "\n".join(lines)

@@ -342,6 +342,111 @@ gt = sa.Table(
     sa.Column("label", sa.Integer, nullable=False),
 )
 
+# --- annotation review queue (issue 7: annotation/) ------------------------------------
+
+annotation_users = sa.Table(
+    "annotation_users",
+    metadata,
+    sa.Column("user_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("role", sa.String(20), nullable=False),  # annotator | admin
+    sa.Column("password_hash", sa.Text, nullable=False),  # argon2id
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# server-side sessions: the signed cookie only carries the id, so logout really ends a session
+annotation_sessions = sa.Table(
+    "annotation_sessions",
+    metadata,
+    sa.Column("session_id", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# failed logins, per user name and client address, for rate limiting across server workers
+annotation_login_failures = sa.Table(
+    "annotation_login_failures",
+    metadata,
+    sa.Column("failure_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("client", sa.String(64), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_annotation_login_failures_at", "at"),
+)
+
+# settings shared by every server worker (the cookie signing key)
+annotation_settings = sa.Table(
+    "annotation_settings",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+# one row whose UPDATE serialises queue changes (leases, labels) on SQLite and PostgreSQL alike
+annotation_queue_lock = sa.Table(
+    "annotation_queue_lock",
+    metadata,
+    sa.Column("name", sa.String(20), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False, default=0),
+)
+
+# what annotators judge: the re-ranked choice of an (entity, sentence), or (calibration) the
+# search engine's top-1 where it differs; item_id is a hash of the natural key
+annotation_items = sa.Table(
+    "annotation_items",
+    metadata,
+    sa.Column("item_id", sa.String(24), primary_key=True),
+    sa.Column("wiki", sa.String(32), nullable=False),
+    sa.Column("page_id", sa.BigInteger, nullable=False),
+    sa.Column("sentence_hash", sa.String(64), nullable=False),
+    sa.Column("strategy", sa.String(10), nullable=False),  # rerank | top1
+    sa.Column("image_sha256", sa.String(64), nullable=False),  # the image asked about
+    sa.Column("class_name", sa.String(200), nullable=True),
+    sa.Column("required", sa.Integer, nullable=False),  # annotators wanted: 1, or k for the overlap share
+    sa.Column("calibration", sa.Boolean, nullable=False, default=False),  # in the Table 1 sample
+    sa.Column("position", sa.String(64), nullable=False),  # queue order, a seeded hash
+    sa.UniqueConstraint("wiki", "page_id", "sentence_hash", "strategy", name="uq_annotation_items_key"),
+    sa.Index("ix_annotation_items_position", "position"),
+)
+
+annotation_leases = sa.Table(
+    "annotation_leases",
+    metadata,
+    sa.Column("user_id", sa.Integer, primary_key=True),  # one open item per annotator
+    sa.Column("item_id", sa.String(24), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_annotation_leases_item", "item_id"),
+)
+
+# label: ES (relevant to entity and sentence), S (sentence only), IR (irrelevant); for IR on a
+# re-ranked item, the replacement candidate and what it fits, or none_fits
+annotation_labels = sa.Table(
+    "annotation_labels",
+    metadata,
+    sa.Column("label_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("item_id", sa.String(24), nullable=False),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("label", sa.String(4), nullable=False),
+    sa.Column("image_sha256", sa.String(64), nullable=False),  # the image judged (a rebuild may change it)
+    sa.Column("replacement_sha256", sa.String(64), nullable=True),
+    sa.Column("replacement_label", sa.String(4), nullable=True),  # ES | S
+    sa.Column("none_fits", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("item_id", "user_id", name="uq_annotation_labels_item_user"),
+    sa.Index("ix_annotation_labels_user", "user_id"),
+)
+
+annotation_skips = sa.Table(
+    "annotation_skips",
+    metadata,
+    sa.Column("item_id", sa.String(24), primary_key=True),
+    sa.Column("user_id", sa.Integer, primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
