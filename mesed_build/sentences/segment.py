@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from syntok import segmenter
 from syntok.tokenizer import Token, Tokenizer
 
-from mesed_build.sentences.wikitext import Paragraph
+from mesed_build.sentences.wikitext import Link, Paragraph
 
 # Drop reasons counted in `drops`.
 MENTION_WITHOUT_TOKENS = "mention_without_tokens"
@@ -50,7 +50,32 @@ def tokenize(text: str) -> list[str]:
     return [token.value for token in _TOKENIZER.tokenize(text) if token.value]
 
 
-def _tokens(text: str, edges: list[int]) -> tuple[list[Token], dict[int, int]]:
+def _piece_tokens(text: str, start: int, end: int, standalone: bool) -> list[Token]:
+    """syntok tokens of text[start:end], with offsets in `text`.
+
+    A piece that directly follows another one (no space between) is tokenized with the previous
+    character in front, so that "[[Aristotle]]'s" gives "'s" as in "Aristotle's"; anchors are always
+    tokenized on their own.
+    """
+    context = 0
+    piece = text[start:end]
+    if not standalone and start > 0 and not text[start - 1].isspace():
+        tokens = [t for t in _TOKENIZER.tokenize(text[start - 1 : end]) if t.value]
+        if tokens and tokens[0].offset == 0 and len(tokens[0].value) == 1:
+            context = 1
+            tokens = tokens[1:]
+        else:  # the previous character sticks to this piece's first token: no context after all
+            tokens = [t for t in _TOKENIZER.tokenize(piece) if t.value]
+    else:
+        # tokenize(text, base_offset) would pad the text with base_offset spaces; shift offsets instead
+        tokens = [t for t in _TOKENIZER.tokenize(piece) if t.value]  # an empty value marks trailing space
+    shift = start - context
+    for token in tokens:
+        token.update(shift)
+    return tokens
+
+
+def _tokens(text: str, edges: list[int], anchor_starts: set[int]) -> tuple[list[Token], dict[int, int]]:
     """syntok tokens of `text`, each piece between consecutive edges tokenized on its own, and for each
     edge the index of the first token at or after it."""
     tokens: list[Token] = []
@@ -58,20 +83,14 @@ def _tokens(text: str, edges: list[int]) -> tuple[list[Token], dict[int, int]]:
     end_of_last = 0
     for start, end in zip(edges, edges[1:]):
         first_at[start] = len(tokens)
-        first = True
-        # tokenize(text, base_offset) would pad the text with base_offset spaces; shift offsets instead
-        for token in _TOKENIZER.tokenize(text[start:end]):
-            if not token.value:  # syntok's marker for trailing whitespace
-                continue
-            offset = token.offset + start
-            if first:
-                # the spacing before a piece's first token lies in the previous piece
-                token = Token(text[end_of_last:offset], token.value, offset)
-                first = False
-            else:
-                token.update(start)
-            tokens.append(token)
-            end_of_last = offset + len(token.value)
+        piece_tokens = _piece_tokens(text, start, end, start in anchor_starts)
+        if piece_tokens:
+            # the spacing before a piece's first token lies in the previous piece
+            head = piece_tokens[0]
+            piece_tokens[0] = Token(text[end_of_last : head.offset], head.value, head.offset)
+            tokens.extend(piece_tokens)
+            last = piece_tokens[-1]
+            end_of_last = last.offset + len(last.value)
     first_at[edges[-1]] = len(tokens)
     return tokens, first_at
 
@@ -103,12 +122,12 @@ def split_paragraph(paragraph: Paragraph, drops: collections.Counter | None = No
     for link in paragraph.links:
         edges.add(link.start)
         edges.add(link.end)
-    tokens, first_at = _tokens(text, sorted(edges))
+    tokens, first_at = _tokens(text, sorted(edges), {link.start for link in paragraph.links})
     if not tokens:
         return []
 
     # each link's tokens: [first, last) in the paragraph's token list
-    spans: list[tuple[int, int, object]] = []
+    spans: list[tuple[int, int, Link]] = []
     inside_link = [False] * (len(tokens) + 1)
     for link in sorted(paragraph.links, key=lambda link: link.start):
         first, last = first_at[link.start], first_at[link.end]
