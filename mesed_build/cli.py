@@ -132,36 +132,63 @@ def serve(config_path: str, cron: str, name: str | None) -> None:
 @main.command()
 @with_store_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def stats(config_path: str | None, build_dir: str | None, db: str | None, as_json: bool) -> None:
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False),
+              help="Also write PNG plots (class sizes, sentences per entity, image scores, relevance) here.")
+def stats(config_path: str | None, build_dir: str | None, db: str | None, as_json: bool, plots_dir: str | None) -> None:
     """Counts per stage, entities per class and drops by reason for a build."""
     from mesed_build.stats import collect_stats, format_stats
 
     store = open_store(config_path, build_dir, db)
     try:
         result = collect_stats(store)
+        if plots_dir:
+            from mesed_build.plots import write_plots
+
+            result["plots"] = write_plots(store, plots_dir)
     finally:
         store.close()
     click.echo(json.dumps(result, indent=2, sort_keys=True) if as_json else format_stats(result))
+    if plots_dir and not as_json:
+        click.echo("")
+        click.echo(f"plots in {plots_dir}:")
+        for name, status in result["plots"].items():
+            click.echo(f"  {name}: {status}")
 
 
 @main.command()
 @with_store_options
-@click.option("--format", "fmt", type=click.Choice(["mesed"]), default="mesed", show_default=True,
-              help="Output format.")
+@click.option("--format", "fmt", type=click.Choice(["mesed", "parquet", "webdataset", "all"]), default="mesed",
+              show_default=True, help="Output format; `all` writes mesed/, parquet/ and webdataset/ under --out.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory (written atomically).")
 @click.option("--force", is_flag=True, help="Replace a non-empty output directory.")
-def export(config_path: str | None, build_dir: str | None, db: str | None, fmt: str, out: str, force: bool) -> None:
-    """Export the dataset (MESED layout: entity2id.txt, sentences.json)."""
-    from mesed_build.export.mesed import export_mesed
+@click.option("--images-dir", type=click.Path(file_okay=False), help="Image content store [default: BUILD_DIR/images].")
+@click.option("--image-model", help="Re-rank model whose chosen images to use, when the store holds several.")
+@click.option("--shard-size", default="1GB", show_default=True, help="Target size of WebDataset/Parquet image shards.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
+def export(config_path: str | None, build_dir: str | None, db: str | None, fmt: str, out: str, force: bool,
+           images_dir: str | None, image_model: str | None, shard_size: str, progress: bool | None) -> None:
+    """Export the dataset: the MESED layout, Parquet (Hugging Face) or WebDataset, with a dataset card.
+
+    The same store always gives byte-identical files; a killed export leaves nothing at --out.
+    """
+    from mesed_build.export.run import export as run_export
 
     store = open_store(config_path, build_dir, db)
     try:
-        counts = export_mesed(store, Path(out), force=force)
+        if build_dir is None and config_path:
+            from mesed_build.config import load_config
+
+            build_dir = str(load_config(config_path).build_dir)
+        result = run_export(store, Path(out), formats=[fmt], force=force, image_root=images_dir, build_dir=build_dir,
+                            image_model=image_model, shard_bytes=shard_size,
+                            progress=sys.stderr.isatty() if progress is None else progress)
     except _user_errors() as exc:
         raise UserError(str(exc)) from exc
     finally:
         store.close()
-    click.echo(f"wrote {out} ({fmt}): " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    for name, written in result["formats"].items():
+        click.echo(f"{name}: {written['bytes']} bytes; " + ", ".join(f"{k}={v}" for k, v in written["counts"].items()))
+    click.echo(f"wrote {out} in {result['seconds']:.2f} s")
 
 
 # --- commands registered by other packages (keep one line each) -----------------------
