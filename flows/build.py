@@ -29,6 +29,9 @@ STAGES: dict[str, tuple[str, bool]] = {
     "vocabulary": ("mesed_build.vocab.stage", True),  # negatives; before sentences, which gives them contexts
     "sentences": ("mesed_build.sentences.stage", True),
     "synonyms": ("mesed_build.vocab.synonyms", False),  # Wikidata (its own endpoint), after the sentences it edits
+    # images talk to the image provider and image hosts under their own per-host limits, not the wiki slot
+    "images": ("mesed_build.images.stage", False),
+    "rerank": ("mesed_build.rerank.stage", False),
     "queries": ("mesed_build.queries", False),
 }
 WIKIMEDIA_LIMIT = "wikimedia"
