@@ -1,0 +1,3 @@
+from mesed_build.cli import main
+
+main()
