@@ -35,6 +35,8 @@ STAGES: dict[str, tuple[str, bool]] = {
     "queries": ("mesed_build.queries", False),
 }
 WIKIMEDIA_LIMIT = "wikimedia"
+# one request stream to Wikimedia hosts across all flow runs on this Prefect server
+WIKIMEDIA_SLOTS = 1
 
 
 def stage_names() -> list[str]:
@@ -81,6 +83,11 @@ def build_flow(
     unknown = [s for s in selected if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; known stages: {', '.join(STAGES)}")
+    if config.wiki["source"] == "api":
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            client.upsert_global_concurrency_limit_by_name(WIKIMEDIA_LIMIT, WIKIMEDIA_SLOTS)
     ctx = open_context(config, progress=progress)
     ctx.build_id = ctx.store.start_build(config.name, config.config_hash, config.raw, selected, package_versions())
     results: dict[str, dict[str, int]] = {}

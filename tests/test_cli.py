@@ -15,9 +15,11 @@ from tests.conftest import DEMO_CONFIG
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
-def cli(*args, cwd=None, timeout=600):
+def cli(*args, cwd=None, timeout=600, prefect_home=None):
+    # each Prefect user gets its own PREFECT_HOME: the ephemeral server's SQLite must not be shared
+    env = {**ENV, "PREFECT_HOME": str(prefect_home)} if prefect_home else ENV
     return subprocess.run(
-        [sys.executable, "-m", "mesed_build", *args], capture_output=True, text=True, env=ENV, cwd=cwd,
+        [sys.executable, "-m", "mesed_build", *args], capture_output=True, text=True, env=env, cwd=cwd,
         timeout=timeout,
     )
 
@@ -25,7 +27,7 @@ def cli(*args, cwd=None, timeout=600):
 @pytest.mark.slow
 def test_build_stats_export_through_prefect(tmp_path):
     build_dir = tmp_path / "demo"
-    run = cli("build", "--config", str(DEMO_CONFIG), "--build-dir", str(build_dir))
+    run = cli("build", "--config", str(DEMO_CONFIG), "--build-dir", str(build_dir), prefect_home=tmp_path / "prefect")
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Finished in state Completed" in run.stderr + run.stdout
 
