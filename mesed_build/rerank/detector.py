@@ -39,22 +39,32 @@ class ObjectDetector:
         import torch
         from torchvision.transforms.functional import pil_to_tensor
 
-        out: list[list[Box]] = []
-        for start in range(0, len(images), self.batch_size):
-            batch = images[start : start + self.batch_size]
-            tensors = [pil_to_tensor(im.convert("RGB")).to(self.device, torch.float32) / 255.0 for im in batch]
-            with torch.inference_mode():
-                predictions = self.detector.model(tensors)
-            for image, pred in zip(batch, predictions, strict=True):
-                boxes: list[Box] = []
-                for box, score in zip(pred["boxes"].tolist(), pred["scores"].tolist(), strict=True):
-                    if score < self.score_threshold:
-                        continue
-                    clamped = clamp_box(box, image.width, image.height)
-                    if clamped is None or min(clamped[2] - clamped[0], clamped[3] - clamped[1]) < self.min_box_px:
-                        continue
-                    boxes.append(clamped)
-                    if len(boxes) >= self.max_objects:
-                        break
-                out.append(boxes or [whole_image(image)])
-        return out
+        # torchvision pads a batch to its largest image, and the padding changes what a random or
+        # real detector sees near the borders; batching only same-size images keeps a batched
+        # result identical to the one-image result (the downloader's resizing makes sizes repeat)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            by_size.setdefault(image.size, []).append(i)
+        out: list[list[Box] | None] = [None] * len(images)
+        for indices in by_size.values():
+            for start in range(0, len(indices), self.batch_size):
+                batch = indices[start : start + self.batch_size]
+                tensors = [pil_to_tensor(images[i].convert("RGB")).to(self.device, torch.float32) / 255.0 for i in batch]
+                with torch.inference_mode():
+                    predictions = self.detector.model(tensors)
+                for i, pred in zip(batch, predictions, strict=True):
+                    out[i] = self._keep(images[i], pred)
+        return out  # type: ignore[return-value]
+
+    def _keep(self, image: Image.Image, pred) -> list[Box]:
+        boxes: list[Box] = []
+        for box, score in zip(pred["boxes"].tolist(), pred["scores"].tolist(), strict=True):
+            if score < self.score_threshold:
+                continue
+            clamped = clamp_box(box, image.width, image.height)
+            if clamped is None or min(clamped[2] - clamped[0], clamped[3] - clamped[1]) < self.min_box_px:
+                continue
+            boxes.append(clamped)
+            if len(boxes) >= self.max_objects:
+                break
+        return boxes or [whole_image(image)]

@@ -51,6 +51,26 @@ def known_clip_tags(name: str) -> list[str]:
     return list(open_clip.list_pretrained_tags_by_model(name))
 
 
+def clip_weights_cached(name: str, pretrained: str, cache_dir: str | Path | None) -> bool:
+    """Whether open_clip would find these weights without the network (HF hub cache or URL cache)."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(name, pretrained) or {}
+    if cfg.get("hf_hub"):
+        from huggingface_hub import try_to_load_from_cache
+
+        repo = cfg["hf_hub"].rstrip("/")
+        for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            found = try_to_load_from_cache(repo, filename, cache_dir=str(cache_dir) if cache_dir else None)
+            if isinstance(found, str):
+                return True
+        return False
+    if cfg.get("url"):
+        root = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "clip"
+        return (root / os.path.basename(cfg["url"])).exists()
+    return False
+
+
 @dataclass
 class ClipModel:
     model: Any
@@ -71,6 +91,9 @@ def load_clip(name: str = DEFAULT_CLIP["name"], pretrained: str | None = DEFAULT
     if pretrained and pretrained not in known_clip_tags(name):
         raise UnknownModel(f"rerank.clip.pretrained: {name} has no pretrained tag {pretrained!r}; "
                            f"known: {', '.join(known_clip_tags(name))}")
+    if pretrained and is_offline(offline) and not clip_weights_cached(name, pretrained, cache_dir):
+        raise ModelNotAvailable(f"CLIP weights {name}/{pretrained} are not cached in {cache_dir or 'the Hugging Face cache'} "
+                                f"and the process is offline; fetch them with: {FETCH_HINT}")
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, cache_dir=str(cache_dir) if cache_dir else None, device=device)
@@ -119,13 +142,15 @@ def load_detector(name: str = DEFAULT_DETECTOR["name"], weights: str | None = DE
     import torchvision
 
     enum = _weights_enum(name, weights)
-    if cache_dir:
-        torch.hub.set_dir(str(Path(cache_dir) / "torch"))
     if enum is not None:
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(enum.url)
+        hub_dir = Path(cache_dir) / "torch" if cache_dir else Path(torch.hub.get_dir())
+        cached = hub_dir / "checkpoints" / os.path.basename(enum.url)
         if not cached.exists() and is_offline(offline):
             raise ModelNotAvailable(f"detector weights {name}/{enum.name} are not cached at {cached} and the "
                                     f"process is offline; fetch them with: {FETCH_HINT}")
+        if cache_dir:
+            # torchvision's builders load through torch.hub, whose directory is process-wide
+            torch.hub.set_dir(str(hub_dir))
     builder = getattr(torchvision.models.detection, name)
     try:
         model = builder(weights=enum, weights_backbone=None, box_score_thresh=score_threshold,
