@@ -197,3 +197,4 @@ from mesed_build.bench.cli import bench, evaluate  # noqa: E402
 main.add_command(bench)
 main.add_command(evaluate)
 from annotation.cli import annotate; main.add_command(annotate)  # noqa: E402
+from mesed_build.rerank.cli import models; main.add_command(models)  # noqa: E402
