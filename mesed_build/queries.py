@@ -113,6 +113,8 @@ def run(ctx) -> dict[str, int]:
     failures: list[str] = []
     for fine in ctx.config.fine_classes:
         entities = members.get(fine.name, [])
+        # the gold set stands whether or not the class can give queries
+        gt_rows.extend({"class_name": fine.name, "wiki": wiki, "page_id": pid, "label": 1} for pid in entities)
         eligible = [pid for pid in entities if sentences.get(pid, 0) >= opts["min_sentences"]]
         try:
             drawn = {size: draw_queries(eligible, size, opts["queries_per_size"], class_rng(seed, fine.name, size),
@@ -128,7 +130,6 @@ def run(ctx) -> dict[str, int]:
             for index, seeds in enumerate(seed_sets):
                 query_rows.append({"class_name": fine.name, "seed_count": size, "query_index": index, "wiki": wiki,
                                    "seeds": json.dumps(seeds)})
-        gt_rows.extend({"class_name": fine.name, "wiki": wiki, "page_id": pid, "label": 1} for pid in entities)
         counts["classes_with_queries"] += 1
     if failures and opts["small_classes"] == "fail":
         raise QueryError("queries: " + "; ".join(failures)

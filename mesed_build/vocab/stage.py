@@ -80,8 +80,14 @@ def title_corpus(ctx, mode: str = "auto") -> list[str]:
                 titles[row.title] = None
             else:
                 not_entities.add(row.title)
-        for (title,) in c.execute(sa.select(st.entities.c.title).where(st.entities.c.wiki == ctx.wiki)
-                                  .order_by(st.entities.c.page_id)):
+        # the targets (and not the negatives of an earlier run: the corpus must not depend on it)
+        for (title,) in c.execute(
+            sa.select(st.entities.c.title).where(st.entities.c.wiki == ctx.wiki)
+            .where(sa.exists().where(st.vocabulary.c.wiki == st.entities.c.wiki,
+                                     st.vocabulary.c.page_id == st.entities.c.page_id,
+                                     st.vocabulary.c.kind == "target"))
+            .order_by(st.entities.c.page_id)
+        ):
             titles[title] = None
         if mode == "pages_and_links":
             for (title,) in c.execute(
