@@ -45,52 +45,63 @@ class Sentence:
     mentions: tuple[Mention, ...]
 
 
+# syntok cuts text into whitespace-free chunks and tokenizes each chunk on its own, so a chunk's tokens
+# can be remembered: words repeat, and this halves the cost of tokenizing. (The first token's spacing,
+# the only thing that depends on the neighbours, is the text between it and the previous token.)
+_CHUNKS = Tokenizer._spaces  # the very pattern syntok splits on
+_CHUNK_CACHE: dict[str, tuple[tuple[int, str], ...]] = {}
+_CHUNK_CACHE_SIZE = 200_000
+
+
+def _append_tokens(text: str, start: int, end: int, tokens: list[Token]) -> None:
+    """Append exactly the tokens syntok's `Tokenizer.tokenize(text[start:end])` makes (without its empty
+    trailing-space marker), with offsets in `text`, to `tokens`."""
+    last = tokens[-1] if tokens else None
+    end_of_last = last.offset + len(last.value) if last else 0
+    cache = _CHUNK_CACHE
+    for match in _CHUNKS.finditer(text, start, end):
+        chunk = match.group()
+        pieces = cache.get(chunk)
+        if pieces is None:
+            pieces = tuple((t.offset, t.value) for t in _TOKENIZER.tokenize(chunk) if t.value)
+            if len(cache) >= _CHUNK_CACHE_SIZE:
+                cache.clear()
+            cache[chunk] = pieces
+        base = match.start()
+        for relative, value in pieces:
+            offset = base + relative
+            tokens.append(Token(text[end_of_last:offset], value, offset))
+            end_of_last = offset + len(value)
+
+
 def tokenize(text: str) -> list[str]:
     """The tokens syntok makes of `text` on its own (what a mention's token span equals)."""
-    return [token.value for token in _TOKENIZER.tokenize(text) if token.value]
-
-
-def _piece_tokens(text: str, start: int, end: int, standalone: bool) -> list[Token]:
-    """syntok tokens of text[start:end], with offsets in `text`.
-
-    A piece that directly follows another one (no space between) is tokenized with the previous
-    character in front, so that "[[Aristotle]]'s" gives "'s" as in "Aristotle's"; anchors are always
-    tokenized on their own.
-    """
-    context = 0
-    piece = text[start:end]
-    if not standalone and start > 0 and not text[start - 1].isspace():
-        tokens = [t for t in _TOKENIZER.tokenize(text[start - 1 : end]) if t.value]
-        if tokens and tokens[0].offset == 0 and len(tokens[0].value) == 1:
-            context = 1
-            tokens = tokens[1:]
-        else:  # the previous character sticks to this piece's first token: no context after all
-            tokens = [t for t in _TOKENIZER.tokenize(piece) if t.value]
-    else:
-        # tokenize(text, base_offset) would pad the text with base_offset spaces; shift offsets instead
-        tokens = [t for t in _TOKENIZER.tokenize(piece) if t.value]  # an empty value marks trailing space
-    shift = start - context
-    for token in tokens:
-        token.update(shift)
-    return tokens
+    tokens: list[Token] = []
+    _append_tokens(text, 0, len(text), tokens)
+    return [token.value for token in tokens]
 
 
 def _tokens(text: str, edges: list[int], anchor_starts: set[int]) -> tuple[list[Token], dict[int, int]]:
     """syntok tokens of `text`, each piece between consecutive edges tokenized on its own, and for each
-    edge the index of the first token at or after it."""
+    edge the index of the first token at or after it.
+
+    Anchors are always tokenized on their own. Another piece that directly follows the previous one
+    (no space between) is tokenized with the previous character in front, so that "[[Aristotle]]'s"
+    gives "'s" as in "Aristotle's" rather than "'", "s".
+    """
     tokens: list[Token] = []
     first_at: dict[int, int] = {}
-    end_of_last = 0
     for start, end in zip(edges, edges[1:]):
-        first_at[start] = len(tokens)
-        piece_tokens = _piece_tokens(text, start, end, start in anchor_starts)
-        if piece_tokens:
-            # the spacing before a piece's first token lies in the previous piece
-            head = piece_tokens[0]
-            piece_tokens[0] = Token(text[end_of_last : head.offset], head.value, head.offset)
-            tokens.extend(piece_tokens)
-            last = piece_tokens[-1]
-            end_of_last = last.offset + len(last.value)
+        count = first_at[start] = len(tokens)
+        if start in anchor_starts or start == 0 or text[start - 1].isspace() or text[start].isspace():
+            _append_tokens(text, start, end, tokens)
+            continue
+        _append_tokens(text, start - 1, end, tokens)
+        if len(tokens) > count and tokens[count].offset == start - 1 and len(tokens[count].value) == 1:
+            del tokens[count]  # the context character, a token of the previous piece already
+        else:  # the previous character sticks to this piece's first token: no context after all
+            del tokens[count:]
+            _append_tokens(text, start, end, tokens)
     first_at[edges[-1]] = len(tokens)
     return tokens, first_at
 
@@ -159,11 +170,13 @@ def split_paragraph(paragraph: Paragraph, drops: collections.Counter | None = No
                     anchor=link.anchor,
                 )
             )
+        values = [t.value for t in sentence_tokens]
+        starts = [t.offset - start for t in sentence_tokens]
         sentences.append(
             Sentence(
                 text=text[start : last_token.offset + len(last_token.value)],
-                tokens=tuple(t.value for t in sentence_tokens),
-                offsets=tuple((t.offset - start, t.offset - start + len(t.value)) for t in sentence_tokens),
+                tokens=tuple(values),
+                offsets=tuple(zip(starts, [s + len(v) for s, v in zip(starts, values)])),
                 mentions=tuple(mentions),
             )
         )

@@ -7,6 +7,7 @@ import re
 
 import pytest
 from syntok import segmenter
+from syntok.tokenizer import Tokenizer
 
 from mesed_build.sentences import segment
 from mesed_build.sentences.segment import Mention, split_paragraph, tokenize
@@ -55,6 +56,20 @@ def test_tokens_and_mentions_are_exact_in_every_paragraph(split):
     assert sentences > 20_000
     # every link of the excerpt becomes a mention: a boundary inside an anchor is repaired, not dropped
     assert mentions == links and not drops
+
+
+def test_cached_tokenizer_is_exactly_syntok(enwiki_paragraphs):
+    """segment remembers the tokens of each whitespace-free chunk; the result must be syntok's, spacing too."""
+    syntok_tokenizer = Tokenizer(emit_hyphen_or_underscore_sep=True, replace_not_contraction=False)
+    checked = 0
+    for title in sorted(enwiki_paragraphs[0])[:40]:  # a third of the excerpt keeps this test quick
+        for paragraph in enwiki_paragraphs[0][title]:
+            expected = [(t.spacing, t.value, t.offset) for t in syntok_tokenizer.tokenize(paragraph.text) if t.value]
+            ours = []
+            segment._append_tokens(paragraph.text, 0, len(paragraph.text), ours)
+            assert [(t.spacing, t.value, t.offset) for t in ours] == expected
+            checked += len(expected)
+    assert checked > 100_000
 
 
 def test_anarchism_first_sentence(split):
