@@ -197,4 +197,5 @@ from mesed_build.bench.cli import bench, evaluate  # noqa: E402
 main.add_command(bench)
 main.add_command(evaluate)
 from annotation.cli import annotate; main.add_command(annotate)  # noqa: E402
+from mesed_build.diff import diff_command; main.add_command(diff_command)  # noqa: E402
 from mesed_build.rerank.cli import models; main.add_command(models)  # noqa: E402

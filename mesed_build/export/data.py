@@ -13,6 +13,7 @@ import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timezone
 from pathlib import Path
 from urllib.parse import quote
 
@@ -290,6 +291,13 @@ def _class_records(class_rows, members: dict[str, list[int]], names: dict[int, s
     return records
 
 
+def _utc_iso(value) -> str | None:
+    """ISO 8601 with offset; SQLite hands back the stored UTC times without their zone."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+
+
 def _annotation_records(store: st.Store, wiki: str) -> list[dict]:
     """Every label of the review queue on this wiki's sentences; annotators by number only."""
     item, lab = st.annotation_items, st.annotation_labels
@@ -309,10 +317,31 @@ def _annotation_records(store: st.Store, wiki: str) -> list[dict]:
             "image_sha256": r["image_sha256"], "annotator": int(r["user_id"]), "label": r["label"],
             "replacement_sha256": r["replacement_sha256"], "replacement_label": r["replacement_label"],
             "none_fits": bool(r["none_fits"]),
-            "created_at": r["created_at"].isoformat() if r["created_at"] is not None else None,
+            "created_at": _utc_iso(r["created_at"]),
         }
         for r in rows
     ]
+
+
+def _queue_in_use(store: st.Store, wiki: str, chosen_rows) -> bool:
+    """Whether the annotation queue holds the re-ranked choices (then its results decide the images).
+
+    A queue that shows other images than the re-ranker now chooses (rerank was rerun after the last
+    `annotate sync`) would export stale images, so that is an error, not a guess.
+    """
+    item = st.annotation_items
+    with store.engine.connect() as c:
+        queued = {(int(p), h): sha for p, h, sha in c.execute(
+            sa.select(item.c.page_id, item.c.sentence_hash, item.c.image_sha256)
+            .where(item.c.strategy == "rerank", item.c.wiki == wiki))}
+    if not queued:
+        return False
+    current = {(int(p), h): sha for h, p, sha in chosen_rows}
+    stale = sum(1 for key, sha in current.items() if queued.get(key) != sha)
+    if stale:
+        raise ExportError(f"the annotation queue is out of date: {stale} re-ranked (entity, sentence) choices differ "
+                          "from what it shows; run `mesed-build annotate sync` (labels are kept), then export")
+    return True
 
 
 def _chosen_images(store: st.Store, wiki: str, image_model: str | None,
@@ -349,7 +378,7 @@ def _chosen_images(store: st.Store, wiki: str, image_model: str | None,
             from annotation.results import final_images
         except ImportError:  # the annotation package is not installed: re-ranked choices only
             final_images = None
-        if final_images is not None:
+        if final_images is not None and _queue_in_use(store, wiki, rows):
             tally: dict[str, int] = {}
             final = final_images(store, tally)
             none_fits = sum(1 for shash, sha in final.items() if sha is None and shash in exported)
