@@ -130,3 +130,38 @@ def serve(config_path, build_dir, db, host: str, port: int, image_dir: str | Non
     app = create_app(store, AppSettings(content_root=root, options=options, secure_cookies=secure_cookies))
     click.echo(f"serving the review queue on http://{host}:{port}/ (images from {root})")
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+
+
+@annotate.command("export-labelstudio")
+@with_store_options
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for tasks.json and labeling-config.xml.")
+@click.option("--image-url-prefix", default="/data/local-files/?d=", show_default=True,
+              help="Prefix of image URLs; the content-store path of each image follows it "
+                   "(the default suits Label Studio's local files storage rooted at the content store).")
+def export_labelstudio(config_path, build_dir, db, out: str, image_url_prefix: str) -> None:
+    """Write the queue as Label Studio tasks (tasks.json) with a labeling config (labeling-config.xml)."""
+    from annotation.labelstudio import export_tasks
+
+    store = open_store(config_path, build_dir, db)
+    try:
+        counts = export_tasks(store, Path(out), image_url_prefix=image_url_prefix)
+    finally:
+        store.close()
+    click.echo(f"wrote {out}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+@annotate.command("import-labelstudio")
+@with_store_options
+@click.argument("export_json", type=click.Path(exists=True, dir_okay=False))
+def import_labelstudio(config_path, build_dir, db, export_json: str) -> None:
+    """Read Label Studio's JSON export back into the store (its annotators become inactive accounts)."""
+    from annotation.labelstudio import LabelStudioError, import_export
+
+    store = open_store(config_path, build_dir, db)
+    try:
+        counts = import_export(store, Path(export_json))
+    except LabelStudioError as exc:
+        raise UserError(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo("imported: " + ", ".join(f"{k}={v}" for k, v in counts.items()))

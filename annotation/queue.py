@@ -221,8 +221,10 @@ def next_item(store: st.Store, user_id: int, options: QueueOptions, *, now: date
 
 def submit_label(store: st.Store, user_id: int, item_id: str, label: str, *, replacement_sha256: str | None = None,
                  replacement_label: str | None = None, none_fits: bool = False,
-                 now: datetime | None = None) -> int:
-    """Store the annotator's label for an item (replacing theirs if they resubmit); returns its label id."""
+                 now: datetime | None = None, force: bool = False) -> int:
+    """Store the annotator's label for an item (replacing theirs if they resubmit); returns its label id.
+
+    `force` stores it even where the item's places are taken (labels imported from elsewhere)."""
     now = now or st.utcnow()
     item, lab, lease = st.annotation_items, st.annotation_labels, st.annotation_leases
     if label not in LABELS:
@@ -262,7 +264,7 @@ def submit_label(store: st.Store, user_id: int, item_id: str, label: str, *, rep
             open_item = conn.execute(
                 sa.select(item.c.item_id).where(item.c.item_id == item_id, _open_to(user_id, now))
             ).first()
-            if open_item is None:
+            if open_item is None and not force:
                 raise QueueConflict("this item was given to another annotator after your lease expired; "
                                     "take the next one")
             label_id = int(conn.execute(lab.insert().values(item_id=item_id, user_id=user_id, **values))
@@ -351,6 +353,8 @@ def item_view(store: st.Store, item: Mapping[str, Any]) -> dict:
                  sentence[mention.char_end :])
     else:
         parts = (sentence, "", "")
-    others = [c for c in candidates(store, item) if c["image_sha256"] != item["image_sha256"]]
+    everything = candidates(store, item)
+    shown = next((c for c in everything if c["image_sha256"] == item["image_sha256"]), None)
+    others = [c for c in everything if c["image_sha256"] != item["image_sha256"]]
     return {"item": dict(item), "sentence": parts, "entity": title or f"page {item['page_id']}",
-            "infobox_sha256": infobox, "candidates": others}
+            "infobox_sha256": infobox, "shown": shown, "candidates": others}

@@ -221,7 +221,8 @@ def throughput(store: st.Store) -> list[dict]:
     for name, role, n, first, last in rows:
         hours = (last - first).total_seconds() / 3600 if first and last else 0.0
         out.append({"name": name, "role": role, "labels": int(n),
-                    "first": first.isoformat() if first else None, "last": last.isoformat() if last else None,
+                    "first": first.strftime("%Y-%m-%d %H:%M") if first else None,
+                    "last": last.strftime("%Y-%m-%d %H:%M") if last else None,
                     "labels_per_hour": round(n / hours, 1) if hours > 0 else None})
     return out
 

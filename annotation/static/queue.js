@@ -37,6 +37,7 @@
 
   if (form) form.addEventListener("change", showReplacements);
   showReplacements();
+  document.documentElement.dataset.keys = "ready";  // lets browser tests wait until the shortcuts work
 
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey) return;

@@ -102,6 +102,7 @@ def test_annotators_cannot_reach_admin_pages(demo_factory, app_factory):
     with demo.store.engine.connect() as conn:
         items = conn.execute(sa.select(sa.func.count()).select_from(st.annotation_items)).scalar_one()
     assert items >= 48 and admin.get("/admin/summary.json").json()["progress"]["items"] == items
+    assert f"<strong>0</strong> of {items} items complete" in page.text
 
 
 def test_images_are_served_only_by_a_known_sha256(demo_factory, app_factory, tmp_path):
@@ -136,6 +137,7 @@ def test_label_skip_undo_through_the_pages(demo_factory, app_factory):
     client = logged_in(app_factory, demo, "alice")
     page = client.get("/queue")
     first = item_of(page.text)
+    assert "items in the queue: 48" in page.text
     assert "<mark>" in page.text and "Labelled by you: <strong id=\"labelled\">0</strong>" in page.text
     # the page shows the chosen image, the infobox image and the other candidates (by sha256 only)
     assert page.text.count('src="/image/') >= 1 + 1 + 4
