@@ -251,7 +251,8 @@ _FORMATTING_TAGS = (
 )
 _BREAKING_TAGS = frozenset(("br", "p", "hr", "div", "li", "dd", "dt", "tr", "td", "th", "blockquote"))
 _INLINE = re.compile(
-    r"(?P<link>\[\[(?P<target>[^\[\]|\n]*)(?:\|(?P<anchor>[^\[\]]*))?\]\](?P<trail>[a-z]+)?)"
+    # English link trail: lowercase ASCII letters only, whatever the case-insensitivity of the rest
+    r"(?P<link>\[\[(?P<target>[^\[\]|\n]*)(?:\|(?P<anchor>[^\[\]]*))?\]\](?P<trail>(?-i:[a-z]+))?)"
     r"|(?P<ext>\[(?:https?:|ftp:|//|mailto:|news:|irc:)[^\s\[\]<>\"]*(?:[ \t]+(?P<label>[^\]\n]*))?\])"
     r"|(?P<tag></?(?P<tagname>" + "|".join(_FORMATTING_TAGS) + r")\b[^>]*>)"
     r"|(?P<quotes>''+)"
@@ -430,9 +431,7 @@ def article_paragraphs(
             return
         raw = "\n".join(lines)
         lines.clear()
-        if "[[" not in raw and wanted is not None:
-            return
-        if wanted is not None and not _has_wanted_link(raw, wanted):
+        if wanted is not None and ("[[" not in raw or not _has_wanted_link(raw, wanted)):
             return
         paragraph = _convert(raw, section, drops)
         if paragraph is not None:

@@ -72,6 +72,12 @@ def test_link_trail_letters_join_the_anchor(enwiki_paragraphs):
     # [[oxymoron]]ic in the wikitext of "Anarchism"
     links = [link for p in enwiki_paragraphs[0]["Anarchism"] for link in p.links if link.target == "Oxymoron"]
     assert [link.anchor for link in links] == ["oxymoronic"]
+    # only lowercase ASCII letters trail (MediaWiki's English $linkTrail); entities in anchors are decoded
+    (paragraph,) = article_paragraphs("The [[Foo]]Bar, [[bus]]es and [[Café|caf&eacute;]]s.")
+    assert paragraph.text == "The FooBar, buses and cafés."
+    assert [(link.anchor, link.target) for link in paragraph.links] == [
+        ("Foo", "Foo"), ("buses", "Bus"), ("cafés", "Café")
+    ]
 
 
 def test_skipped_sections_are_not_converted(enwiki, enwiki_paragraphs):
