@@ -70,13 +70,37 @@ def violations(kind: str, record: Any) -> list[tuple[str, str]]:
     ]
 
 
+@lru_cache(maxsize=None)
+def fast_validator(kind: str):
+    """The schema compiled to Python by fastjsonschema (~30x faster than jsonschema per record), or
+    None without the package; it only says yes or no, jsonschema then explains a no."""
+    try:
+        import fastjsonschema
+    except ImportError:
+        return None
+    return fastjsonschema.compile(load_schema(SCHEMAS[kind]))
+
+
 def check(kind: str, record: Any, where: str) -> None:
     """Raise SchemaViolation for the first violation of `record` (`where`: 'file:line')."""
+    fast = fast_validator(kind)
+    fast_error = None
+    if fast is not None:
+        try:
+            fast(record)
+            return
+        except Exception as exc:  # fastjsonschema.JsonSchemaValueException
+            fast_error = exc
     found = violations(kind, record)
     if found:
         message, location = found[0]
         more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
         raise SchemaViolation(where, message + more, location)
+    if fast_error is not None:
+        # only fastjsonschema objects (e.g. a format jsonschema has no checker for here)
+        path = _instance_path(int(p) if p.isdigit() else p for p in getattr(fast_error, "path", ["data"])[1:])
+        raise SchemaViolation(where, f"{path}: {getattr(fast_error, 'message', fast_error)}",
+                              f"{SCHEMAS[kind]} (rule {getattr(fast_error, 'rule', '?')})")
 
 
 def check_sentence(record: dict, where: str, eids: set[int] | None = None) -> None:
