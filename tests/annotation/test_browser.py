@@ -103,7 +103,10 @@ def test_keyboard_review_in_chromium(demo_factory, tmp_path):
                     item = queue.next_item(demo.store, user.user_id, options)
                     if item is None:
                         break
-                    label = "S" if (n + len(name)) % 7 == 0 else "ES"
+                    # they mostly agree (a label fixed by the item), dave once disagrees
+                    label = "S" if int(item["position"][:2], 16) % 3 == 0 else "ES"
+                    if name == "dave" and n == 1:
+                        label = "ES" if label == "S" else "S"
                     queue.submit_label(demo.store, user.user_id, item["item_id"], label)
             kappa = results.agreement(results.load_votes(demo.store))["kappa"]
             assert kappa is not None
