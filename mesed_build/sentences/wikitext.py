@@ -434,7 +434,10 @@ def article_paragraphs(
         if wanted is not None and ("[[" not in raw or not _has_wanted_link(raw, wanted)):
             return
         paragraph = _convert(raw, section, drops)
-        if paragraph is not None:
+        if paragraph is None:
+            return
+        # the cheap scan may have seen a wanted link that renders as nothing or is malformed
+        if wanted is None or any(wanted(link.target) for link in paragraph.links):
             paragraphs.append(paragraph)
 
     for line in text.split("\n"):

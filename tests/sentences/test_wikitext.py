@@ -170,6 +170,10 @@ def test_wanted_fast_path_converts_only_paragraphs_with_wanted_links(enwiki, enw
     # e.g. the "Anthropology" article names anthropologists the list links to
     anthropology = article_paragraphs(enwiki["Anthropology"].text, wanted=anthropologists.__contains__)
     assert any(link.target == "Franz Boas" for p in anthropology for link in p.links)
+    # a wanted link that renders as nothing does not make its paragraph wanted
+    drops = collections.Counter()
+    kept = article_paragraphs("A [[Franz Boas|]] b.\n\nC [[Franz Boas]] d.", anthropologists.__contains__, drops)
+    assert [p.text for p in kept] == ["C Franz Boas d."] and drops == {wt.EMPTY_ANCHOR: 1}
 
 
 # -- malformed wikitext: counted, never raised ---------------------------------------------------------
