@@ -110,14 +110,19 @@ class TitleIndex:
             idf[tid] = eps
         self.idf = np.asarray(idf, dtype=np.float64)
 
-        # the term weight of each posting, same expression and operation order as BM25Okapi.get_scores
+        # each posting's contribution idf * weight, with the term weight computed by the same expression, in the
+        # same operation order, as BM25Okapi.get_scores (so the float results are identical)
         q_freq = tf.astype(np.int64)
         dl = doc_len[self.post_doc]
-        self.post_weight = (q_freq * (k1 + 1)) / (q_freq + k1 * (1 - b + b * dl / self.avgdl))
-        # per-term maximum weight, for the MaxScore bound
+        weight = (q_freq * (k1 + 1)) / (q_freq + k1 * (1 - b + b * dl / self.avgdl))
+        self.post_contrib = self.idf[post_term] * weight
+        del weight, dl, q_freq, post_term, pair, tf, terms, docs
+        # per-term largest contribution: the MaxScore bound
         nonempty = self.offsets[:-1] < self.offsets[1:]
-        self.max_weight = np.zeros(len(vocab), dtype=np.float64)
-        self.max_weight[nonempty] = np.maximum.reduceat(self.post_weight, self.offsets[:-1][nonempty])
+        self.max_contrib = np.zeros(len(vocab), dtype=np.float64)
+        self.max_contrib[nonempty] = np.maximum.reduceat(self.post_contrib, self.offsets[:-1][nonempty])
+        # scratch score accumulator, zero between queries (so an index serves one query at a time)
+        self._acc = np.zeros(n_docs, dtype=np.float64)
 
     def __len__(self) -> int:
         return self.corpus_size
@@ -135,19 +140,27 @@ class TitleIndex:
 
     def _postings(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.offsets[tid], self.offsets[tid + 1]
-        return self.post_doc[lo:hi], self.post_weight[lo:hi]
+        return self.post_doc[lo:hi], self.post_contrib[lo:hi]
 
     def _score(self, query_tids: list[int], candidates: np.ndarray) -> np.ndarray:
         """Exact BM25Okapi scores of sorted candidate docs, accumulated in query-token order like rank-bm25."""
         score = np.zeros(len(candidates), dtype=np.float64)
         for tid in query_tids:
-            docs, weights = self._postings(tid)
-            pos = np.searchsorted(docs, candidates)
-            pos_clipped = np.minimum(pos, len(docs) - 1)
-            present = docs[pos_clipped] == candidates
+            docs, contrib = self._postings(tid)
+            pos = np.minimum(np.searchsorted(docs, candidates), len(docs) - 1)
+            present = docs[pos] == candidates
             # an absent token adds idf * 0.0 in rank-bm25, which leaves the sum unchanged
-            score += np.where(present, self.idf[tid] * weights[pos_clipped], 0.0)
+            score[present] += contrib[pos[present]]
         return score
+
+    def _allowed(self, docs: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+        mask = ~self.blocked[docs]
+        if len(excluded) > 16:
+            mask &= ~np.isin(docs, excluded)
+        else:
+            for doc in excluded:  # a few per query: cheaper than np.isin's sort
+                mask &= docs != doc
+        return mask
 
     def top_k_docs(self, query: str | Sequence[str], k: int, exclude: Iterable[int] = ()) -> list[tuple[int, float]]:
         """The k best (doc, score) pairs with score > 0, best first, ties by doc position; `exclude` docs never returned."""
@@ -156,52 +169,70 @@ class TitleIndex:
         if not query_tids or k <= 0:
             return []
         excluded = np.unique(np.fromiter(exclude, dtype=np.int64))
-        unique_tids = sorted(set(query_tids), key=lambda t: (self.offsets[t + 1] - self.offsets[t], t))
-        multiplicity = {t: query_tids.count(t) for t in unique_tids}
-        bound = {t: max(0.0, multiplicity[t] * float(self.idf[t]) * float(self.max_weight[t])) for t in unique_tids}
+        offsets = self.offsets
+        unique_tids = sorted(set(query_tids), key=lambda t: (offsets[t + 1] - offsets[t], t))
+        bound = {t: max(0.0, query_tids.count(t) * float(self.max_contrib[t])) for t in unique_tids}
 
-        # phase 1: a threshold from the documents of the rarest token(s)
+        # phase 1: a threshold, the k-th best exact score among the documents of the rarest token(s)
+        threshold = 0.0
         seed_docs: list[np.ndarray] = []
         seen = 0
-        for tid in unique_tids:
+        for tid in unique_tids[:-1]:
             docs, _ = self._postings(tid)
             seed_docs.append(docs)
             seen += len(docs)
             if seen >= k + len(excluded) + 8:
                 break
-        threshold = 0.0
-        if len(seed_docs) < len(unique_tids):
-            candidates = np.unique(np.concatenate(seed_docs))
-            scores = self._score(query_tids, candidates)
-            keep = (scores > 0) & ~np.isin(candidates, excluded) & ~self.blocked[candidates]
+        if seen >= k:
+            sample = np.unique(np.concatenate(seed_docs)) if len(seed_docs) > 1 else seed_docs[0]
+            scores = self._score(query_tids, sample)
+            keep = (scores > 0) & self._allowed(sample, excluded)
             if keep.sum() >= k:
                 threshold = float(np.partition(scores[keep], -k)[-k])
 
-        # phase 2: tokens whose bounds together stay below the threshold cannot make a top-k doc on their own
-        essential = list(unique_tids)
+        # phase 2 (MaxScore): tokens whose bounds together stay below the threshold cannot lift a document
+        # into the top k on their own; only documents holding an essential token are candidates
+        essential = set(unique_tids)
         if threshold > 0:
-            by_bound = sorted(unique_tids, key=lambda t: (bound[t], -t))
             total = 0.0
-            for tid in by_bound:
-                if (total + bound[tid]) * (1 + _BOUND_MARGIN) < threshold:
-                    total += bound[tid]
-                    essential.remove(tid)
-                else:
+            for tid in sorted(unique_tids, key=lambda t: (bound[t], -t)):
+                if (total + bound[tid]) * (1 + _BOUND_MARGIN) >= threshold:
                     break
-        candidates = np.unique(np.concatenate([self._postings(t)[0] for t in essential]))
-        candidates = candidates[~self.blocked[candidates]]
-        if len(excluded):
-            candidates = candidates[~np.isin(candidates, excluded)]
-        scores = self._score(query_tids, candidates)
-        positive = scores > 0
-        candidates, scores = candidates[positive], scores[positive]
-        if len(candidates) > k:
-            # keep everything tied with the k-th score, then order exactly
-            kth = np.partition(scores, -k)[-k]
+                total += bound[tid]
+                essential.discard(tid)
+        parts = [self._postings(t)[0] for t in unique_tids if t in essential]
+        candidates = np.concatenate(parts) if len(parts) > 1 else parts[0]  # a doc may appear once per token
+
+        # exact scores: add every token's contribution in query order, like rank-bm25 (essential tokens over
+        # their whole posting list, the others only where they meet a candidate)
+        acc = self._acc
+        try:
+            for tid in query_tids:
+                docs, contrib = self._postings(tid)
+                if tid in essential:
+                    acc[docs] += contrib  # a posting list holds each doc once
+                else:
+                    pos = np.minimum(np.searchsorted(docs, candidates), len(docs) - 1)
+                    present = docs[pos] == candidates
+                    # a candidate listed twice gets the same value written twice: added once
+                    acc[candidates[present]] += contrib[pos[present]]
+            scores = acc[candidates]
+        finally:
+            acc[candidates] = 0.0
+        keep = (scores > 0) & self._allowed(candidates, excluded)
+        candidates, scores = candidates[keep], scores[keep]
+        # the top k distinct docs lie among the k * (essential tokens) best entries (and their ties)
+        n = k * len(parts)
+        if len(candidates) > n:
+            kth = np.partition(scores, -n)[-n]
             keep = scores >= kth
             candidates, scores = candidates[keep], scores[keep]
-        order = np.lexsort((candidates, -scores))[:k]
-        return [(int(candidates[i]), float(scores[i])) for i in order]
+        order = np.lexsort((candidates, -scores))
+        candidates, scores = candidates[order], scores[order]
+        first = np.ones(len(candidates), dtype=bool)
+        first[1:] = candidates[1:] != candidates[:-1]
+        candidates, scores = candidates[first][:k], scores[first][:k]
+        return [(int(d), float(x)) for d, x in zip(candidates, scores)]
 
     def top_k(self, query: str | Sequence[str], k: int, exclude_keys: Iterable[Hashable] = ()) -> list[Hit]:
         """The k best titles for a query (a title or its tokens), never one whose key is in exclude_keys."""
