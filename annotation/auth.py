@@ -20,8 +20,23 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{2,64}$")
 MIN_PASSWORD_LENGTH = 10
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-# verified against when the user name is unknown, so a wrong name takes as long as a wrong password
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+_dummy_hash: str | None = None
+
+
+def use_password_hasher(hasher: PasswordHasher) -> PasswordHasher:
+    """Swap the argon2 parameters (tests use cheaper ones); returns the previous hasher.
+    Stored hashes made with other parameters still verify, and are rehashed at the next login."""
+    global _hasher, _dummy_hash
+    previous, _hasher, _dummy_hash = _hasher, hasher, None
+    return previous
+
+
+def _dummy() -> str:
+    # verified against when the user name is unknown, so a wrong name takes as long as a wrong password
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
+    return _dummy_hash
 
 
 class AuthError(ValueError):
@@ -83,7 +98,7 @@ def authenticate(store: st.Store, name: str, password: str) -> User | None:
     users = st.annotation_users
     with store.engine.connect() as conn:
         row = conn.execute(sa.select(users).where(users.c.name == name, users.c.active)).mappings().first()
-    stored = row["password_hash"] if row else _DUMMY_HASH
+    stored = row["password_hash"] if row else _dummy()
     try:
         _hasher.verify(stored, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):

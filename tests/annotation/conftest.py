@@ -19,6 +19,16 @@ PG_URL = os.environ.get("MESED_TEST_PG_URL", "postgresql+psycopg://postgres@127.
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(autouse=True)
+def cheap_argon2():
+    """Real argon2id, with small parameters: the default ones take ~0.5 s per hash on a busy 2-core machine."""
+    from argon2 import PasswordHasher
+
+    previous = auth.use_password_hasher(PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1))
+    yield
+    auth.use_password_hasher(previous)
+
+
 @dataclass
 class Demo:
     store: Store

@@ -3,6 +3,7 @@ the image route, and the label / skip / undo flow."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from mesed_build import store as st
@@ -132,8 +133,11 @@ def test_images_are_served_only_by_a_known_sha256(demo_factory, app_factory, tmp
     assert client.get(f"/image/{demo.photos[1]}").status_code == 404
 
 
-def test_label_skip_undo_through_the_pages(demo_factory, app_factory):
-    demo = demo_factory({"overlap_share": 0.0, "calibration_share": 0.0})
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_label_skip_undo_through_the_pages(backend, demo_factory, app_factory, request):
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    demo = demo_factory({"overlap_share": 0.0, "calibration_share": 0.0}, url=url)
+    assert demo.store.dialect == backend
     client = logged_in(app_factory, demo, "alice")
     page = client.get("/queue")
     first = item_of(page.text)
@@ -166,3 +170,30 @@ def test_label_skip_undo_through_the_pages(demo_factory, app_factory):
         skips = conn.execute(sa.select(st.annotation_skips.c.item_id)).scalars().all()
     assert [tuple(r) for r in rows] == [(first, "ES")] and skips == [third]
     assert client.post("/label", data={"csrf": csrf_of(page.text), "item_id": "nope", "label": "ES"}).status_code == 422
+    admin = logged_in(app_factory, demo, "root", "admin")
+    summary = admin.get("/admin/summary.json").json()
+    assert summary["progress"]["labels"] == 1 and summary["throughput"][0]["name"] == "alice"
+    assert "<strong>1</strong> of 48 items complete" in admin.get("/admin").text
+
+
+def test_passwords_are_stored_as_argon2id_and_upgraded_at_login(demo_factory):
+    from argon2 import PasswordHasher
+
+    from annotation import auth
+
+    demo = demo_factory()
+    add_user(demo, "alice")  # made with the tests' cheap parameters
+    with demo.store.engine.connect() as conn:
+        cheap = conn.execute(sa.select(st.annotation_users.c.password_hash)).scalar_one()
+    assert cheap.startswith("$argon2id$") and PASSWORD not in cheap
+    default = PasswordHasher()
+    previous = auth.use_password_hasher(default)
+    try:
+        assert default.check_needs_rehash(cheap)
+        assert auth.authenticate(demo.store, "alice", PASSWORD).name == "alice"
+        with demo.store.engine.connect() as conn:
+            upgraded = conn.execute(sa.select(st.annotation_users.c.password_hash)).scalar_one()
+        assert upgraded != cheap and not default.check_needs_rehash(upgraded)
+        assert auth.authenticate(demo.store, "alice", "not the password") is None
+    finally:
+        auth.use_password_hasher(previous)

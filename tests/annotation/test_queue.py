@@ -243,7 +243,7 @@ def work_in_parallel(store, options, users, per_user_limit=None):
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_parallel_annotators_lose_and_duplicate_nothing(backend, demo_factory, request):
     url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
-    demo = demo_factory({"overlap_share": 0.5, "overlap_k": 3, "calibration_share": 1.0}, url=url)
+    demo = demo_factory({"overlap_share": 0.5, "overlap_k": 3, "calibration_share": 0.3}, url=url)
     assert demo.store.dialect == backend
     users = [add_user(demo, f"user{i}") for i in range(4)]
     submitted = work_in_parallel(demo.store, demo.options(), users)
