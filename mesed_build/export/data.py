@@ -74,6 +74,7 @@ class ImageFile:
     licence: str | None
     source_url: str
     source_page: str | None
+    verified: bool = False  # bytes checked against sha256 during this export
 
 
 @dataclass

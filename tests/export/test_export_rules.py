@@ -205,6 +205,18 @@ def test_missing_image_bytes_name_the_file(export_build, tmp_path):
         store.close()
 
 
+def test_corrupt_image_bytes_are_refused(export_build, tmp_path):
+    store = copy_store(export_build, tmp_path)
+    try:
+        image = sorted((tmp_path / "build" / "images").rglob("*.jpg"))[0]
+        image.write_bytes(image.read_bytes()[:-100])  # truncated on disk
+        with pytest.raises(ExportError, match=f"{image}: content does not match its sha256"):
+            export(store, tmp_path / "out", formats=["parquet"], image_root=tmp_path / "build" / "images")
+    finally:
+        store.close()
+    assert not (tmp_path / "out").exists()
+
+
 def test_parse_size_and_unknown_format(export_build, tmp_path):
     from mesed_build.export.run import parse_size
 
