@@ -294,6 +294,8 @@ def table1(store: st.Store, votes: Sequence[ItemVotes] | None = None,
 
 def annotation_summary(store: st.Store) -> dict | None:
     """The numbers the dashboard and `mesed-build stats` show; None when the queue is empty."""
+    if not sa.inspect(store.engine).has_table(st.annotation_items.name):
+        return None  # a store opened without creating tables, from before the annotation stage existed
     votes = load_votes(store)
     if not votes:
         return None
