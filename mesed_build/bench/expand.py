@@ -68,11 +68,12 @@ class _KLCache:
     """KL(target || q_c) where the target is m everywhere except a few positions, in O(#special)."""
 
     def __init__(self, probs: np.ndarray):
-        self.q = np.maximum(probs.astype(np.float64, copy=False), EPS)
-        self.q_sum = self.q.sum(axis=1)
+        # float32 storage ([V, V] twice is ~1.7 GB at MESED scale); the row sums are taken in float64
+        self.q = np.maximum(probs, np.float32(1e-30)).astype(np.float32, copy=False)
+        self.q_sum = self.q.sum(axis=1, dtype=np.float64)
         self.log_q = np.log(self.q)
-        self.log_q_sum = self.log_q.sum(axis=1)
-        self.mean = self.q.mean(axis=1)
+        self.log_q_sum = self.log_q.sum(axis=1, dtype=np.float64)
+        self.mean = self.q_sum / self.q.shape[1]
         self.vocab = probs.shape[1]
 
     def kl(self, c: int, positions: np.ndarray, values: np.ndarray) -> float:
@@ -81,8 +82,8 @@ class _KLCache:
         n_rest = self.vocab - len(positions)
         total = n_rest * m + values.sum()
         sum_plogp = n_rest * m * np.log(m) + np.sum(values * np.log(values))
-        log_qc = self.log_q[c]
-        sum_plogq = m * (self.log_q_sum[c] - log_qc[positions].sum()) + np.sum(values * log_qc[positions])
+        log_qc = self.log_q[c, positions].astype(np.float64)
+        sum_plogq = m * (self.log_q_sum[c] - log_qc.sum()) + np.sum(values * log_qc)
         return float((sum_plogp - sum_plogq) / total - np.log(total) + np.log(self.q_sum[c]))
 
 
@@ -155,7 +156,7 @@ def expand_joint(
             best, best_kl = -1, np.inf
             for c in candidates:
                 positions = np.append(set_positions, c)
-                values = np.append(cache.mean[c] * set_weights, cache.q[c, c])
+                values = np.append(cache.mean[c] * set_weights, float(cache.q[c, c]))
                 kl = cache.kl(c, positions, values)
                 if kl < best_kl or best < 0:
                     best, best_kl = int(c), kl

@@ -35,7 +35,7 @@ class ModelConfig:
     head_dropout: float = 0.2
     projection_dim: int = 128
     projection_hidden: int = 256
-    trainable_text_layers: int = 1  # the reference trains only the last encoder layer
+    trainable_text_layers: int = 1  # the reference trains only the last encoder layer; -1 trains all of it
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,6 +190,8 @@ class MultiExpan(nn.Module):
     def freeze_text_layers(self) -> None:
         """Only the last `trainable_text_layers` encoder layers of the text model are trained."""
         text = self.core.text
+        if self.cfg.trainable_text_layers < 0:
+            return  # a randomly initialised encoder has nothing worth freezing
         for p in text.parameters():
             p.requires_grad = False
         layers = text.encoder.layer

@@ -57,6 +57,7 @@ class RunOptions:
     max_steps_per_phase: int | None = None
     progress: bool | None = None
     bert_config: dict | None = None  # overrides text_model with a random BertConfig (tests)
+    model_overrides: dict = field(default_factory=dict)  # ModelConfig fields, e.g. fusion_layers (smoke runs)
     tokenizer_vocab: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -85,7 +86,13 @@ def _model_config(opts: RunOptions, num_entities: int, num_clusters: int, use_im
     cfg = ModelConfig(
         num_entities=num_entities, num_clusters=num_clusters, text_model=text_model, bert_config=bert_config,
         use_images=use_images, image_dim=image_dim, num_heads=opts.num_heads,
+        # nothing in a random encoder is worth freezing (the reference freezes pretrained layers)
+        trainable_text_layers=-1 if bert_config is not None else 1,
     )
+    for key, value in opts.model_overrides.items():
+        if not hasattr(cfg, key):
+            raise ValueError(f"unknown model setting {key!r}")
+        setattr(cfg, key, value)
     return cfg, vocab
 
 

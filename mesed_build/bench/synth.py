@@ -10,6 +10,7 @@ pseudo-words. Nothing here is real data, and every artefact says so (SYNTHETIC.m
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import random
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ class SynthConfig:
     sentences_per_entity: int = 8
     image_variants: int = 3
     seed: int = 0
+    families: tuple[int, ...] = tuple(range(len(FAMILIES)))  # which sibling pairs to generate
 
 
 def _pattern_image(color: tuple[int, int, int], pattern: str, variant: int, rng: np.random.Generator) -> Image.Image:
@@ -123,6 +125,8 @@ def _names(count: int, rng: random.Random) -> list[str]:
 
 
 def _distinct_queries(eids: list[int], size: int, count: int, rng: random.Random) -> list[list[int]]:
+    if math.comb(len(eids), size) < count:
+        raise ValueError(f"{len(eids)} entities give fewer than {count} distinct {size}-seed queries")
     queries: list[list[int]] = []
     seen: set[frozenset[int]] = set()
     while len(queries) < count:
@@ -140,7 +144,8 @@ def make_synthetic(out: str | Path, cfg: SynthConfig = SynthConfig()) -> dict:
     np_rng = np.random.default_rng(cfg.seed)
     for sub in ("query", "query_seed=5", "gt", "images"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    n_classes = sum(len(f["classes"]) for f in FAMILIES)
+    families = [FAMILIES[i] for i in cfg.families]
+    n_classes = sum(len(f["classes"]) for f in families)
     names = _names(n_classes * cfg.entities_per_class + cfg.distractors, rng)
     rng.shuffle(names)
     eid = 0
@@ -165,7 +170,7 @@ def make_synthetic(out: str | Path, cfg: SynthConfig = SynthConfig()) -> dict:
                 "synthetic": True,
             })
 
-    for fi, family in enumerate(FAMILIES):
+    for fi, family in enumerate(families):
         for ci, (class_name, color, pattern) in enumerate(family["classes"]):
             family_of[class_name] = fi
             if family["kind"] == "image":
@@ -223,7 +228,7 @@ def make_synthetic(out: str | Path, cfg: SynthConfig = SynthConfig()) -> dict:
     summary = {
         "synthetic": True,
         "note": SYNTHETIC_NOTE,
-        "config": cfg.__dict__,
+        "config": {**cfg.__dict__, "families": list(cfg.families)},
         "classes": sorted(members),
         "image_disambiguated_classes": sorted(image_disambiguated),
         "entities": len(entity2id),
