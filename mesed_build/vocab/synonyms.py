@@ -290,9 +290,12 @@ def _fetch_names(ctx, client, qids: list[str], language: str, counts: Counter) -
 
 def run(ctx) -> dict[str, int]:
     opts = options(ctx.config)
+    counts: Counter = Counter()
+    # needs no endpoint: sentences written again by a later sentences run get their replacements back
+    repair_rewritten(ctx, counts)
     if not opts.get("endpoint"):
-        return _skip(ctx, "no_endpoint", "no SPARQL endpoint configured (vocabulary.synonyms.endpoint); "
-                                         "synonyms and hard positives need Wikidata")
+        return {**_skip(ctx, "no_endpoint", "no SPARQL endpoint configured (vocabulary.synonyms.endpoint); "
+                                            "synonyms and hard positives need Wikidata"), **counts}
     from mesed_build.vocab.wikidata import WikidataClient
 
     if not opts.get("user_agent"):
@@ -300,7 +303,6 @@ def run(ctx) -> dict[str, int]:
     client = WikidataClient.from_options(opts)
     with ctx.store.begin() as conn:
         conn.execute(st.drops.delete().where(st.drops.c.stage == STAGE, st.drops.c.reason.like("skipped_%")))
-    counts: Counter = Counter()
     targets = _targets(ctx)
     counts["targets"] = len(targets)
     _lookup_qids(ctx, client, targets, counts)
@@ -310,6 +312,74 @@ def run(ctx) -> dict[str, int]:
     counts["sparql_queries"] = client.queries_sent
     replace_mentions(ctx, with_qid, names, opts, counts)
     return dict(sorted(counts.items()))
+
+
+def _mention_fits(m: dict, text: str, offsets: list) -> bool:
+    """Whether a mention row describes this tokenization of this text (its span and its anchor)."""
+    start, end = m["token_start"], m["token_end"]
+    return (0 <= start <= end < len(offsets) and offsets[start][0] == m["char_start"]
+            and offsets[end][1] == m["char_end"] and text[m["char_start"]:m["char_end"]] == m["anchor_text"])
+
+
+def repair_rewritten(ctx, counts: Counter) -> None:
+    """Redo the replacements of sentences that the sentences stage wrote again.
+
+    When a later sentences run (new negatives) extracts a replaced sentence once more, it writes the
+    original text back, with mention rows at the original positions beside the stale shifted ones.
+    Such a sentence gets the mentions that fit its original tokens (new ones included) and its
+    recorded replacements again, so reruns never leave a sentence half replaced.
+    """
+    from mesed_build.sentences.segment import tokenize
+
+    store = ctx.store
+    with store.engine.connect() as c:
+        rows = c.execute(
+            sa.select(st.synonym_sentences.c.sentence_hash, st.synonym_sentences.c.original_tokens,
+                      st.sentences.c.tokens)
+            .join(st.sentences, st.sentences.c.sentence_hash == st.synonym_sentences.c.sentence_hash)
+        ).all()
+    rewritten = sorted(r.sentence_hash for r in rows if json.loads(r.tokens) == json.loads(r.original_tokens))
+    if not rewritten:
+        return
+    with store.begin() as conn:
+        for shash in rewritten:
+            sentence = conn.execute(sa.select(st.sentences).where(st.sentences.c.sentence_hash == shash)).mappings().one()
+            text, tokens = sentence["text"], json.loads(sentence["tokens"])
+            offsets = json.loads(sentence["token_offsets"])
+            current = [dict(r) for r in conn.execute(
+                sa.select(st.mentions).where(st.mentions.c.sentence_hash == shash).order_by(st.mentions.c.token_start)
+            ).mappings()]
+            mentions = [m for m in current if _mention_fits(m, text, offsets)]
+            recorded = [dict(r) for r in conn.execute(
+                sa.select(st.synonym_replacements).where(st.synonym_replacements.c.sentence_hash == shash)
+            ).mappings()]
+            spans = {(m["token_start"], m["token_end"], m["page_id"]) for m in mentions}
+            kept = [r for r in recorded if (r["original_token_start"], r["original_token_end"], r["page_id"]) in spans]
+            for r in recorded:
+                if r not in kept:  # its mention is gone from the new extraction
+                    conn.execute(st.synonym_replacements.delete().where(
+                        st.synonym_replacements.c.sentence_hash == shash,
+                        st.synonym_replacements.c.original_token_start == r["original_token_start"]))
+                    counts["replacements_lost_on_rewrite"] += 1
+            new_text, new_tokens, new_offsets, new_mentions, new_spans = apply_replacements(
+                text, tokens, offsets, mentions,
+                [Replacement(r["original_token_start"], r["original_token_end"], r["synonym"]) for r in kept], tokenize)
+            conn.execute(st.synonym_sentences.update().where(st.synonym_sentences.c.sentence_hash == shash).values(
+                original_text=text, original_tokens=sentence["tokens"], original_offsets=sentence["token_offsets"],
+                original_mentions=json.dumps(mentions, ensure_ascii=False, sort_keys=True)))
+            conn.execute(st.sentences.update().where(st.sentences.c.sentence_hash == shash).values(
+                text=new_text, tokens=json.dumps(new_tokens, ensure_ascii=False),
+                token_offsets=json.dumps(new_offsets)))
+            conn.execute(st.mentions.delete().where(st.mentions.c.sentence_hash == shash))
+            store.upsert(st.mentions, new_mentions, conn=conn)
+            for r in kept:
+                start, end = new_spans[r["original_token_start"]]
+                conn.execute(st.synonym_replacements.update().where(
+                    st.synonym_replacements.c.sentence_hash == shash,
+                    st.synonym_replacements.c.original_token_start == r["original_token_start"],
+                ).values(token_start=start, token_end=end))
+            counts["sentences_replaced_again"] += 1
+            counts["stale_mention_rows_removed"] += len(current) - len(mentions)
 
 
 def replace_mentions(ctx, targets: list[dict], names: dict[str, dict], opts: dict, counts: Counter) -> None:

@@ -173,5 +173,40 @@ def test_synonyms_end_to_end_against_replayed_wikidata(store_with_targets):
                 h: r["text"] for h, r in sentences.items()}
             stats = collect_stats(ctx.store)["synonyms"]
             assert stats == {"entities_replaced": 2, "mentions_replaced": 3, "wikidata_items_cached": 2, "skipped": None}
+
+            # new negatives ('Leopard', 'Hyena', linked after 'lions' in the same sentence) make the sentences stage
+            # extract the aardvark sentence again: it writes the original back, and the synonyms stage redoes it
+            _add_negatives_and_rerun_sentences(ctx, ["Leopard", "Hyena"])
+            lion_hash = replaced["lions"]["sentence_hash"]
+            assert _rows_of(ctx, st.sentences, lion_hash)[0]["text"] == originals[lion_hash]["original_text"]
+            counts = synonyms.run(ctx)
+            assert counts["sentences_replaced_again"] == 1
+            sentence = _rows_of(ctx, st.sentences, lion_hash)[0]
+            synonym = replaced["lions"]["synonym"]
+            assert sentence["text"] == f"Its keen hearing warns it of predators: {synonym}, leopards, hunting dogs, hyenas, and pythons."
+            tokens = json.loads(sentence["tokens"])
+            found = {m["anchor_text"]: m for m in _rows_of(ctx, st.mentions, lion_hash)}
+            assert set(found) == {synonym, "leopards", "hyenas"}
+            for anchor, m in found.items():
+                assert sentence["text"][m["char_start"]:m["char_end"]] == anchor
+                assert tokens[m["token_start"]:m["token_end"] + 1] == tokenize(anchor)
+            assert found["leopards"]["token_start"] == tokens.index("leopards")
+            assert len(_rows(ctx, st.synonym_replacements)) == 3
         finally:
             ctx.close()
+
+
+def _rows_of(ctx, table, sentence_hash):
+    with ctx.store.engine.connect() as c:
+        return [dict(r) for r in c.execute(sa.select(table).where(table.c.sentence_hash == sentence_hash)).mappings()]
+
+
+def _add_negatives_and_rerun_sentences(ctx, titles):
+    from mesed_build.sentences import stage as sentences
+
+    refs = ctx.source.resolve(titles)
+    ctx.store.upsert(st.entities, [{"wiki": ctx.wiki, "page_id": r.page_id, "title": r.title, "rev_id": r.rev_id,
+                                    "qid": None} for r in refs.values()], update=[])
+    ctx.store.upsert(st.vocabulary, [{"wiki": ctx.wiki, "page_id": r.page_id, "kind": "random", "source": "test"}
+                                     for r in refs.values()])
+    assert sentences.run(ctx)["entities_with_sentences"] == 2
