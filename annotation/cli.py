@@ -165,3 +165,47 @@ def import_labelstudio(config_path, build_dir, db, export_json: str) -> None:
     finally:
         store.close()
     click.echo("imported: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+@annotate.command()
+@with_store_options
+@click.option("--diversity", is_flag=True,
+              help="Also compute diversity with the rerank stage's CLIP model (slow: loads torch and CLIP).")
+@click.option("--image-dir", type=click.Path(file_okay=False), help="Content store root [the images stage's].")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def table1(config_path, build_dir, db, diversity: bool, image_dir: str | None, as_json: bool) -> None:
+    """The paper's Table 1 from the labels: R/T E&S, R/T S and IR shares of Top 1, Re-ranking and Annotation."""
+    from annotation.results import LABELS, table1 as make_table
+
+    store = open_store(config_path, build_dir, db)
+    try:
+        embed = None
+        if diversity:
+            from annotation.diversity import clip_embedder
+
+            build = store.latest_build()
+            config = json.loads(build["config"]) if build else {}
+            if config_path:
+                from mesed_build.config import load_config
+
+                config = load_config(config_path, build_dir=build_dir).raw
+            try:
+                embed = clip_embedder(store, _image_root(config_path, build_dir, image_dir, store),
+                                      config.get("rerank") or {}, seed=int(config.get("seed", 0)))
+            except Exception as exc:  # a model that cannot be loaded offline says so in one line
+                raise UserError(f"diversity: {exc}") from exc
+        try:
+            table = make_table(store, embed=embed)
+        except FileNotFoundError as exc:
+            raise UserError(str(exc)) from exc
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(table, indent=2, sort_keys=True))
+        return
+    click.echo(f"{'strategy':<12} {'n':>6}  {'R/T E&S':>8} {'R/T S':>8} {'IR':>8}  diversity")
+    for name, row in table["rows"].items():
+        shares = " ".join(f"{row[k]:>8.1%}" if row[k] is not None else f"{'n/a':>8}" for k in LABELS)
+        div = f"{row['diversity']:.3f}" if row["diversity"] is not None else "n/a"
+        click.echo(f"{name:<12} {row['n']:>6}  {shares}  {div}")
+    click.echo(f"Fleiss' kappa: {table['kappa'] if table['kappa'] is not None else 'n/a'}")

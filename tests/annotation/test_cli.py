@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss
 
@@ -53,3 +54,43 @@ def test_add_user_sync_and_stats(demo_factory, tmp_path):
     text = runner.invoke(main, ["stats", "--build-dir", build_dir])
     assert "annotation: 3/48 items complete" in text.output and "Table 1" in text.output
     assert "Fleiss' kappa" in text.output
+
+
+@pytest.mark.slow
+def test_table1_diversity_with_the_rerank_clip(demo_factory, tmp_path):
+    """`annotate table1 --diversity` embeds the images with the build's rerank CLIP (random weights here,
+    seeded as the rerank stage seeds them) and reports 1 / mean pairwise cosine."""
+    import numpy as np
+    import open_clip
+    import torch
+    from PIL import Image
+
+    torch.set_num_threads(1)
+    demo = demo_factory({"overlap_share": 0.0, "calibration_share": 0.0})
+    clip = {"name": "ViT-S-32", "pretrained": None}
+    demo.store.start_build("demo", "1" * 64, {"seed": 13, "annotation": {"overlap_share": 0.0, "calibration_share": 0.0},
+                                              "rerank": {"clip": clip}}, ["annotation"], {})
+    alice = auth.add_user(demo.store, "alice", PASSWORD)
+    options = demo.options()
+    judged = []
+    for label in ("ES", "S", "ES", "ES"):
+        item = queue.next_item(demo.store, alice.user_id, options)
+        queue.submit_label(demo.store, alice.user_id, item["item_id"], label)
+        judged.append(item["image_sha256"])
+    result = CliRunner().invoke(main, ["annotate", "table1", "--diversity", "--json", "--build-dir", str(tmp_path),
+                                       "--image-dir", str(demo.root)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output[result.output.index("{"):])["rows"]
+    assert rows["Re-ranking"]["n"] == 4 and rows["Top 1"]["diversity"] is None
+
+    torch.manual_seed(13)
+    model, _, preprocess = open_clip.create_model_and_transforms(clip["name"], pretrained=None)
+    model.eval()
+    paths = {sha: demo.root / sha[:2] / f"{sha}.jpg" for sha in judged}
+    with torch.inference_mode():
+        batch = torch.stack([preprocess(Image.open(paths[sha]).convert("RGB")) for sha in sorted(set(judged))])
+        emb = dict(zip(sorted(set(judged)), model.encode_image(batch).float().numpy()))
+    vectors = np.stack([emb[sha] / np.linalg.norm(emb[sha]) for sha in judged])
+    sims = [float(vectors[i] @ vectors[j]) for i in range(4) for j in range(4) if i != j]
+    assert rows["Re-ranking"]["diversity"] == pytest.approx(1 / (sum(sims) / len(sims)), rel=1e-3)
+    assert rows["Annotation"]["diversity"] == rows["Re-ranking"]["diversity"]  # nothing was replaced
