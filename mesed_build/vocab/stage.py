@@ -36,7 +36,8 @@ DEFAULTS = {
     "random": {"count": 100},
     # index: 'pages' (articles the source has), 'pages_and_links' (also every title they link to:
     # an excerpt's links reach far beyond its pages), or 'auto' (the latter for partial dumps and the API)
-    "bm25": {"top_k": 5, "index": "auto", "wiki_search": False, "k1": 1.5, "b": 0.75, "epsilon": 0.25},
+    # wiki_search: live builds also ask CirrusSearch, since an API build has no title index of the whole wiki
+    "bm25": {"top_k": 5, "index": "auto", "wiki_search": True, "k1": 1.5, "b": 0.75, "epsilon": 0.25},
     "polysemy": {"enabled": True, "max_senses_per_page": 50, "listed_on": True, "qualified_titles": True},
 }
 

@@ -95,3 +95,19 @@ def test_negatives_get_sentences_when_the_sentences_stage_runs_again(ctx):
                                                st.entity_sentences.c.page_id == st.vocabulary.c.page_id))
             .group_by(st.vocabulary.c.kind)).all())
     assert kinds["random"] > 0 and kinds["bm25"] > 0 and kinds["polysemous"] > 0
+
+
+def test_vocabulary_options_are_validated_with_their_line(tmp_path):
+    from mesed_build.config import ConfigError
+
+    text = DEMO.read_text(encoding="utf-8").replace("    top_k: 3", "    top_k: -1")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text, encoding="utf-8")
+    line = text.splitlines().index("    top_k: -1") + 1
+    with pytest.raises(ConfigError, match=rf"bad.yaml:{line}: vocabulary.bm25.top_k: -1 is less than the minimum of 0"):
+        load_config(bad)
+    misspelt = tmp_path / "misspelt.yaml"
+    misspelt.write_text(DEMO.read_text(encoding="utf-8").replace("  small_classes: skip", "  small_class: skip"),
+                        encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"queries.small_class: Additional properties are not allowed"):
+        load_config(misspelt)
