@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +48,35 @@ def make_demo(url: str, root: Path, annotation: dict | None = None) -> Demo:
     return Demo(store, root, info["photos"], info["pairs"])
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    """The demo store populated once per session; each test works on a copy of its files."""
+    directory = tmp_path_factory.mktemp("annotation-template")
+    store = Store(f"sqlite:///{(directory / 'store.sqlite').as_posix()}")
+    info = populate(store, directory / "images")
+    store.close()
+    return directory, info
+
+
 @pytest.fixture
-def demo_factory(tmp_path):
+def demo_factory(tmp_path, sqlite_template):
     made: list[Store] = []
 
     def make(annotation: dict | None = None, url: str | None = None) -> Demo:
-        demo = make_demo(url or f"sqlite:///{(tmp_path / 'store.sqlite').as_posix()}", tmp_path / "images", annotation)
+        if url is not None:
+            demo = make_demo(url, tmp_path / "images", annotation)
+        else:
+            template, info = sqlite_template
+            for name in ("store.sqlite", "store.sqlite-wal", "store.sqlite-shm"):
+                if (template / name).exists():
+                    shutil.copy(template / name, tmp_path / name)
+            shutil.copytree(template / "images", tmp_path / "images")
+            store = Store(f"sqlite:///{(tmp_path / 'store.sqlite').as_posix()}")
+            # the latest build's config carries the annotation options, as a real build's does
+            build_id = store.start_build("demo", "0" * 64, {"seed": 13, "annotation": annotation or {}}, ["annotation"], {})
+            store.finish_build(build_id, "completed")
+            queue.sync_items(store, queue.options_for_store(store))
+            demo = Demo(store, tmp_path / "images", info["photos"], info["pairs"])
         made.append(demo.store)
         return demo
 
