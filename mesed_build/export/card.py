@@ -15,7 +15,7 @@ import yaml
 
 from mesed_build import __version__
 from mesed_build import store as st
-from mesed_build.export.data import ExportData, article_url
+from mesed_build.export.data import ExportData, article_url, as_utc
 
 RELEVANCE_LABELS = ("R/T E&S", "R/T S", "IR")
 FORMAT_FILES = {
@@ -220,15 +220,17 @@ def render_card(data: ExportData, store: st.Store, formats: list[str], counts: d
         lines += [
             f"- build: #{build['build_id']} `{build['name']}`, {build['status']}",
             f"- config sha256: `{build['config_hash']}`",
-            f"- started: {build['started_at'].isoformat() if build.get('started_at') else '-'}; "
-            f"finished: {build['finished_at'].isoformat() if build.get('finished_at') else '-'}",
+            f"- started: {as_utc(build['started_at']).isoformat() if build.get('started_at') else '-'}; "
+            f"finished: {as_utc(build['finished_at']).isoformat() if build.get('finished_at') else '-'}",
             f"- image re-rank model: {data.image_model or '-'}",
             "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(json.loads(build["versions"]).items())),
             "",
             "Stages:",
             "",
         ]
-        for stage, run in build["stage_runs"].items():
+        # pipeline order (the store returns the runs in no particular order)
+        order = {name: i for i, name in enumerate(json.loads(build.get("stages") or "[]"))}
+        for stage, run in sorted(build["stage_runs"].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
             lines.append(f"- {stage}: " + (", ".join(f"{k}={v}" for k, v in run["counts"].items()) or "-"))
         # where a build lives is not what it builds (nor part of its config hash)
         config = {k: v for k, v in json.loads(build["config"]).items() if k not in ("build_dir", "database_url")}

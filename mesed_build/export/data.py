@@ -292,11 +292,15 @@ def _class_records(class_rows, members: dict[str, list[int]], names: dict[int, s
     return records
 
 
-def _utc_iso(value) -> str | None:
-    """ISO 8601 with offset; SQLite hands back the stored UTC times without their zone."""
+def as_utc(value):
+    """SQLite hands back the stored UTC times without their zone, PostgreSQL with it: make them equal."""
     if value is None:
         return None
-    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _utc_iso(value) -> str | None:
+    return as_utc(value).isoformat() if value is not None else None
 
 
 def _annotation_records(store: st.Store, wiki: str) -> list[dict]:

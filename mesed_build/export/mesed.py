@@ -240,4 +240,5 @@ def export_mesed(store: st.Store, out: Path, *, wiki: str = "enwiki", force: boo
     """The MESED layout (with its dataset card) at `out`, written atomically."""
     from mesed_build.export.run import export
 
-    return export(store, out, formats=("mesed",), wiki=wiki, force=force, image_root=image_root)
+    result = export(store, out, formats=("mesed",), wiki=wiki, force=force, image_root=image_root)
+    return result["formats"]["mesed"]["counts"]

@@ -14,7 +14,7 @@ import tarfile
 from pathlib import Path
 
 from mesed_build import store as st
-from mesed_build.export.data import ExportData
+from mesed_build.export.data import ExportData, as_utc
 from mesed_build.export.mesed import read_image_bytes, sentence_record
 from mesed_build.export.validate import check_sentence
 
@@ -38,7 +38,7 @@ def _add(tar: tarfile.TarFile, name: str, payload: bytes, mtime: int) -> None:
 
 def _mtime(data: ExportData) -> int:
     """The build's start time: deterministic for a store, and not 1970 in `tar tv`."""
-    started = (data.build or {}).get("started_at")
+    started = as_utc((data.build or {}).get("started_at"))
     return int(started.timestamp()) if started is not None else 0
 
 

@@ -229,3 +229,29 @@ def test_parse_size_and_unknown_format(export_build, tmp_path):
     assert "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
     assert os.listdir(tmp_path) == []
+
+
+# the tables an export reads (links, the backlink index, is not one of them)
+EXPORTED_TABLES = ("classes", "pages", "entities", "class_members", "vocabulary", "sentences", "mentions",
+                   "entity_sentences", "builds", "stage_runs", "drops", "queries", "gt", "images", "image_scores",
+                   "annotation_users", "annotation_items", "annotation_labels")
+
+
+@pytest.mark.postgres
+def test_an_export_from_postgresql_equals_the_sqlite_one(export_build, export_all, pg_url, tmp_path):
+    source = st.Store(export_build["url"], create=False)
+    target = st.Store(pg_url)
+    try:
+        for name in EXPORTED_TABLES:
+            table = st.metadata.tables[name]
+            with source.engine.connect() as c:
+                rows = [dict(r) for r in c.execute(sa.select(table)).mappings()]
+            target.upsert(table, rows)
+        out = tmp_path / "pg"
+        export(target, out, formats="all", shard_bytes="200KB", image_root=export_build["build_dir"] / "images")
+    finally:
+        source.close()
+        target.close()
+    sqlite_files, pg_files = files_of(export_all["out"]), files_of(out)
+    assert sqlite_files.keys() == pg_files.keys()
+    assert [name for name in sqlite_files if sqlite_files[name] != pg_files[name]] == []
