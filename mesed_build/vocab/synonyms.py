@@ -300,6 +300,9 @@ def run(ctx) -> dict[str, int]:
 
     if not opts.get("user_agent"):
         opts["user_agent"] = ctx.config.wiki.get("api", {}).get("user_agent")
+    if not opts["user_agent"]:
+        raise ValueError("vocabulary.synonyms.user_agent is required with a SPARQL endpoint (or set wiki.api.user_agent):"
+                         " Wikimedia asks for a descriptive User-Agent with contact, e.g. 'mesed-build/0.1 (you@example.org)'")
     client = WikidataClient.from_options(opts)
     with ctx.store.begin() as conn:
         conn.execute(st.drops.delete().where(st.drops.c.stage == STAGE, st.drops.c.reason.like("skipped_%")))

@@ -210,3 +210,15 @@ def _add_negatives_and_rerun_sentences(ctx, titles):
     ctx.store.upsert(st.vocabulary, [{"wiki": ctx.wiki, "page_id": r.page_id, "kind": "random", "source": "test"}
                                      for r in refs.values()])
     assert sentences.run(ctx)["entities_with_sentences"] == 2
+
+
+def test_an_endpoint_without_user_agent_is_refused_by_name(store_with_targets):
+    from mesed_build.vocab import synonyms
+
+    build_dir, _ = store_with_targets
+    ctx = open_context(_config(build_dir, {"endpoint": "http://127.0.0.1:9/sparql"}))
+    try:
+        with pytest.raises(ValueError, match=r"vocabulary.synonyms.user_agent is required"):
+            synonyms.run(ctx)
+    finally:
+        ctx.close()
