@@ -147,9 +147,9 @@ def add_random(ctx, opts: dict, found: _Negatives, counts: Counter) -> bool:
     if ctx.config.wiki["source"] == "api" and n > 0 and _existing(ctx, "random") >= n:
         counts["random_kept_from_earlier_run"] = _existing(ctx, "random")
         return False
-    source_name = "dump sample" if ctx.config.wiki["source"] == "dump" else "list=random"
+    source_name = f"dump sample (seed {ctx.config.seed})" if ctx.config.wiki["source"] == "dump" else "list=random"
     for ref in random_negatives(ctx.source, n, ctx.config.seed, found.targets, counts):
-        found.add(ref, "random", f"{source_name} (seed {ctx.config.seed})", counts, ref.title)
+        found.add(ref, "random", source_name, counts, ref.title)
     return True
 
 
