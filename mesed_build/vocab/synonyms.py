@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from rapidfuzz.distance import Levenshtein
+from tqdm.auto import tqdm
 
 from mesed_build import store as st
 
@@ -265,8 +266,10 @@ def _fetch_names(ctx, client, qids: list[str], language: str, counts: Counter) -
         }
     todo = [q for q in qids if q not in cached]
     counts["qids_cached"] += len(qids) - len(todo)
+    bar = tqdm(total=len(todo), desc="wikidata names", unit=" items", disable=not ctx.progress)
 
     def on_batch(result) -> None:
+        bar.update(len(result.qids))
         counts[f"batches_{result.outcome}"] += 1
         if result.outcome in ("ok", "empty"):
             now = st.utcnow()
@@ -284,7 +287,10 @@ def _fetch_names(ctx, client, qids: list[str], language: str, counts: Counter) -
             counts[f"qids_{result.outcome}"] += len(result.qids)
             ctx.store.record_drops([(STAGE, result.outcome, q, result.error) for q in result.qids])
 
-    client.fetch(todo, on_batch=on_batch)
+    try:
+        client.fetch(todo, on_batch=on_batch)
+    finally:
+        bar.close()
     return cached
 
 
