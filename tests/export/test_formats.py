@@ -181,11 +181,16 @@ def test_webdataset_reads_the_shards(export_all, mesed):
     root = export_all["out"] / "webdataset"
     manifest = json.loads((root / "shards.json").read_text())
     shards = sorted(root.glob("shard-*.tar"))
-    assert len(shards) == len(manifest["shards"]) > 1  # 200KB shards
-    for shard in shards[:-1]:
-        # about the configured size: no shard passes it unless one sample alone does
-        assert shard.stat().st_size <= 200_000 + 512 * 2 + max(p.stat().st_size for p in shards)
-    samples = list(wds.WebDataset([str(p) for p in shards], shardshuffle=False).decode("pil"))
+    assert [p.name for p in shards] == [s["name"] for s in manifest["shards"]]
+    assert len(shards) > 1  # 200KB shards
+    for entry in manifest["shards"]:
+        assert (root / entry["name"]).stat().st_size == entry["bytes"]
+        if entry["samples"] > 1:
+            # no shard passes the size (plus tar's end blocks) unless one sample alone does
+            assert entry["bytes"] <= 200_000 + 10_240
+    # the brace pattern of shards.json, as webdataset expands it
+    pattern = str(root / manifest["pattern"])
+    samples = list(wds.WebDataset(pattern, shardshuffle=False).decode("pil"))
     assert len(samples) == len(mesed["sentences"])
     by_id = {s["sentence_id"]: s for s in mesed["sentences"]}
     for sample in samples:
