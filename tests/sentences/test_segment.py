@@ -72,6 +72,22 @@ def test_cached_tokenizer_is_exactly_syntok(enwiki_paragraphs):
     assert checked > 100_000
 
 
+def test_simple_chunk_shortcut_is_exactly_syntok(enwiki_paragraphs):
+    """Every whitespace-free chunk of the excerpt: the shortcut for ASCII words gives syntok's tokens."""
+    syntok_tokenizer = Tokenizer(emit_hyphen_or_underscore_sep=True, replace_not_contraction=False)
+    chunks = {
+        match.group()
+        for paragraphs in enwiki_paragraphs[0].values()
+        for paragraph in paragraphs
+        for match in segment._CHUNKS.finditer(paragraph.text)
+    }
+    shortcut = [chunk for chunk in chunks if segment._SIMPLE_CHUNK.fullmatch(chunk)]
+    assert len(shortcut) > 50_000
+    for chunk in shortcut:
+        expected = tuple((t.offset, t.value) for t in syntok_tokenizer.tokenize(chunk) if t.value)
+        assert segment._chunk_pieces(chunk) == expected, chunk
+
+
 def test_anarchism_first_sentence(split):
     paragraph, sentences = split[0]["Anarchism"][0]
     first = sentences[0]
