@@ -328,7 +328,8 @@ def format_summary(summary: dict | None) -> list[str]:
     lines.append(f"  final images: {f.get('automatic', 0)} automatic, {f.get('kept', 0)} kept, "
                  f"{f.get('replaced', 0)} replaced, {f.get('none_fits', 0)} none fits (no image)")
     for t in summary["throughput"]:
-        lines.append(f"  {t['name']} ({t['role']}): {t['labels']} labels, {_fmt(t['labels_per_hour'])}/h")
+        rate = f"{t['labels_per_hour']:.1f}/h" if t["labels_per_hour"] is not None else "n/a"
+        lines.append(f"  {t['name']} ({t['role']}): {t['labels']} labels, {rate}")
     return lines
 
 
