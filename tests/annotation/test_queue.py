@@ -4,6 +4,7 @@ and no lost or duplicated label when annotators work in parallel (SQLite WAL and
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from collections import Counter
 from datetime import timedelta
 
@@ -254,3 +255,24 @@ def test_parallel_annotators_lose_and_duplicate_nothing(backend, demo_factory, r
     items = items_of(demo.store)
     assert {r["item_id"]: r["required"] for r in items} == {r["item_id"]: per_item[r["item_id"]] for r in items}
     assert len(stored) == sum(r["required"] for r in items)
+
+
+def test_annotation_options_are_checked_in_the_config_and_at_run_time(tmp_path):
+    import yaml
+
+    from mesed_build.config import ConfigError, load_config
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / "demo.yaml").read_text())
+    raw["annotation"] = {"overlap_share": 0.2, "overlap_kk": 3}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: annotation.overlap_kk: Additional properties"):
+        load_config(path)
+    raw["annotation"] = {"overlap_share": 1.5}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="annotation.overlap_share"):
+        load_config(path)
+    with pytest.raises(queue.QueueError, match="unknown key.*overlap_kk"):
+        queue.QueueOptions.from_options({"overlap_kk": 3})
+    with pytest.raises(queue.QueueError, match="overlap_k must be at least 2"):
+        queue.QueueOptions.from_options({"overlap_k": 1})
