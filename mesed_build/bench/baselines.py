@@ -91,7 +91,8 @@ def text_embeddings(
 
 
 def image_vectors(data: MesedData, image_store) -> tuple[np.ndarray, list[int]]:
-    """Mean over an entity's sentences (with stored image features) of the patch-averaged features."""
+    """Mean over an entity's sentences (with stored image features) of the patch-averaged features
+    (standardised per dimension when the store says so, as the model sees them)."""
     by_entity: dict[int, list[int]] = {}
     for sentence in data.sentences:
         row = image_store.index.get(sentence.image, -1) if sentence.image is not None else -1
@@ -106,7 +107,10 @@ def image_vectors(data: MesedData, image_store) -> tuple[np.ndarray, list[int]]:
         out = []
         for r in rows:
             if r not in pooled_cache:
-                pooled_cache[r] = np.asarray(image_store.features[r], dtype=np.float32).mean(0)
+                x = np.asarray(image_store.features[r], dtype=np.float32)
+                if image_store.standardize:
+                    x = (x - image_store.mean) / image_store.std
+                pooled_cache[r] = x.mean(0)
             out.append(pooled_cache[r])
         return np.mean(out, axis=0)
 

@@ -5,6 +5,11 @@ JSON index beside it, so that MESED scale (~434k images, ~64 GB) never has to fi
 
 Normalisation: the reference feeds raw [0, 1] pixels. We apply the ImageNet mean/std by default,
 because torchvision's pretrained trunks expect it; `normalize="none"` reproduces the reference.
+
+Feature standardisation (a deviation, switchable): the store also keeps the per-dimension mean and
+std of its features, and the benchmark standardises features with them by default. Trunk outputs
+share a large common component (raw cosine > 0.99 between unrelated images with random weights),
+which slows the image branch's learning; the reference feeds the raw features.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FEATURES_FILE = "image_features.f16.npy"
 INDEX_FILE = "image_features.json"
+STATS_FILE = "image_features.stats.npz"
+STATS_MAX_IMAGES = 4096
 
 
 class FeatureError(RuntimeError):
@@ -93,6 +100,10 @@ class ImageFeatureStore:
     features: np.ndarray  # memmap [N, 36, D] float16
     index: dict[str, int]
     meta: dict
+    # per-dimension mean/std over stored patches; `standardize` applies them when batches are built
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+    standardize: bool = False
 
     @classmethod
     def open(cls, folder: str | Path) -> ImageFeatureStore:
@@ -101,7 +112,27 @@ class ImageFeatureStore:
         if not meta.get("complete"):
             raise FeatureError(f"{folder / INDEX_FILE}: feature extraction did not finish; rerun it")
         features = np.load(folder / FEATURES_FILE, mmap_mode="r")
-        return cls(features, {p: i for i, p in enumerate(meta["images"])}, meta)
+        store = cls(features, {p: i for i, p in enumerate(meta["images"])}, meta)
+        if (folder / STATS_FILE).exists():
+            with np.load(folder / STATS_FILE) as stats:
+                store.mean, store.std = stats["mean"], stats["std"]
+        return store
+
+    def compute_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std per feature dimension over (up to STATS_MAX_IMAGES evenly spaced) stored images."""
+        n = len(self.features)
+        rows = np.unique(np.linspace(0, n - 1, num=min(n, STATS_MAX_IMAGES)).astype(np.int64)) if n else []
+        total = np.zeros(self.dim)
+        total_sq = np.zeros(self.dim)
+        count = 0
+        for r in rows:
+            x = np.asarray(self.features[r], dtype=np.float64)
+            total += x.sum(0)
+            total_sq += (x * x).sum(0)
+            count += len(x)
+        mean = total / max(count, 1)
+        std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean * mean, 0.0))
+        return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
 
     @property
     def dim(self) -> int:
@@ -218,5 +249,9 @@ def compute_image_features(
         "dropped": dict(dropped),
         "dropped_examples": dropped_examples,
     }
+    store = ImageFeatureStore(np.load(out_dir / FEATURES_FILE, mmap_mode="r"), {p: i for i, p in enumerate(stored)}, meta)
+    mean, std = store.compute_stats()
+    np.savez(out_dir / STATS_FILE, mean=mean, std=std)
+    # the index is written last: its `complete` flag is what marks the store as finished
     index_path.write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return ImageFeatureStore.open(out_dir)

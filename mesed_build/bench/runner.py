@@ -52,9 +52,11 @@ class RunOptions:
     backbone: str = "resnet50"
     image_weights: str | None = "IMAGENET1K_V2"
     image_normalize: str = "imagenet"
+    image_feature_norm: str = "standardize"  # or "none" (the reference feeds raw trunk features)
     features_dir: Path | None = None
     num_heads: int = 12
     max_steps_per_phase: int | None = None
+    bucket_batches: int = 50
     progress: bool | None = None
     bert_config: dict | None = None  # overrides text_model with a random BertConfig (tests)
     model_overrides: dict = field(default_factory=dict)  # ModelConfig fields, e.g. fusion_layers (smoke runs)
@@ -101,10 +103,17 @@ def _image_store(opts: RunOptions, data: MesedData, device: str):
 
     images = sorted({s.image for s in data.sentences if s.image is not None})
     folder = opts.features_dir or (opts.out / "features")
-    return compute_image_features(
+    store = compute_image_features(
         data.root, images, folder, backbone=opts.backbone, weights=opts.image_weights,
         normalize=opts.image_normalize, device=device, progress=opts.progress,
     )
+    if opts.image_feature_norm not in ("standardize", "none"):
+        raise ValueError(f"image_feature_norm must be 'standardize' or 'none', got {opts.image_feature_norm!r}")
+    if opts.image_feature_norm == "standardize":
+        if store.mean is None:
+            store.mean, store.std = store.compute_stats()
+        store.standardize = True
+    return store
 
 
 def _train_config(opts: RunOptions, mode: int):
@@ -113,7 +122,7 @@ def _train_config(opts: RunOptions, mode: int):
     return TrainConfig(
         mode=mode, epochs=opts.epochs, micro_batch=opts.micro_batch, global_batch=opts.global_batch, lr=opts.lr,
         seed=opts.seed, sentences_per_entity=opts.sentences_per_entity, pair_sentences=opts.pair_sentences,
-        max_steps_per_phase=opts.max_steps_per_phase,
+        max_steps_per_phase=opts.max_steps_per_phase, bucket_batches=opts.bucket_batches,
     )
 
 
@@ -134,7 +143,8 @@ def run_multiexpan(opts: RunOptions, data: MesedData, use_images: bool, report: 
         report["image_features"] = {
             "seconds": time.perf_counter() - t0, "unique_images": len(store.index), "dim": store.dim,
             "backbone": store.meta["backbone"], "weights": store.meta["weights"],
-            "normalize": store.meta["normalize"], "dropped": store.meta["dropped"],
+            "normalize": store.meta["normalize"], "feature_norm": opts.image_feature_norm,
+            "dropped": store.meta["dropped"],
         }
     num_clusters = len(data.class_names) + 1
     model_cfg, vocab = _model_config(opts, 0, num_clusters, use_images, store.dim if store else 2048)

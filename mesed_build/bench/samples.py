@@ -139,6 +139,10 @@ def collate(samples: list[Sample], pad_id: int, image_store=None, device: str = 
     }
     if image_store is not None:
         rows = np.asarray([s.image_row for s in samples], dtype=np.int64)
-        feats = torch.from_numpy(image_store.gather(rows))
-        batch["image_features"] = feats.to(device).float()
+        feats = torch.from_numpy(image_store.gather(rows)).to(device).float()
+        if image_store.standardize:
+            mean = torch.from_numpy(image_store.mean).to(device)
+            std = torch.from_numpy(image_store.std).to(device)
+            feats = (feats - mean) / std
+        batch["image_features"] = feats
     return batch

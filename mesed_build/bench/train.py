@@ -60,6 +60,10 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = True  # only takes effect on CUDA
     max_steps_per_phase: int | None = None  # micro-batches per phase; for benchmarks and smoke runs
+    # length bucketing: sort within chunks of this many batches (1 = plain shuffled batches). Large
+    # chunks save padding but make batches of near-identical length, which on templated data means
+    # near-identical sentences; keep it small on tiny sets.
+    bucket_batches: int = 50
 
     def __post_init__(self) -> None:
         if self.mode not in (0, 1, 2, 3, 4):
@@ -288,7 +292,8 @@ class Trainer:
             n = cfg.sentences_per_entity
             picked.extend(rng.sample(samples, n) if len(samples) >= n else [rng.choice(samples) for _ in range(n)])
         lengths = self.lengths
-        batches = length_bucketed_batches(list(range(len(picked))), [lengths[i] for i in picked], cfg.micro_batch, rng)
+        batches = length_bucketed_batches(list(range(len(picked))), [lengths[i] for i in picked], cfg.micro_batch, rng,
+                                          cfg.bucket_batches)
         batches = [[picked[i] for i in b] for b in batches]
         stats = PhaseStats("mep+md" if cfg.uses_md else "mep")
         mep_sum = [0.0]
@@ -313,7 +318,8 @@ class Trainer:
         entity_pairs = build_pair_groups(groups, rng)
         pairs = sentence_pairs(entity_pairs, self.by_entity, self.cfg.pair_sentences, rng)
         lengths = [max(self.lengths[a], self.lengths[b]) for a, b in pairs]
-        batches = length_bucketed_batches(list(range(len(pairs))), lengths, self.cfg.micro_batch, rng)
+        batches = length_bucketed_batches(list(range(len(pairs))), lengths, self.cfg.micro_batch, rng,
+                                          self.cfg.bucket_batches)
         # like the reference's drop_last: the losses need at least 2 rows, BatchNorm too
         return [[pairs[i] for i in b] for b in batches if len(b) >= 2]
 
