@@ -32,6 +32,7 @@ STAGES: dict[str, tuple[str, bool]] = {
     # images talk to the image provider and image hosts under their own per-host limits, not the wiki slot
     "images": ("mesed_build.images.stage", False),
     "rerank": ("mesed_build.rerank.stage", False),
+    "annotation": ("annotation.stage", False),  # fills the review queue; people label in `annotate serve`
     "queries": ("mesed_build.queries", False),
 }
 WIKIMEDIA_LIMIT = "wikimedia"

@@ -276,3 +276,21 @@ def test_annotation_options_are_checked_in_the_config_and_at_run_time(tmp_path):
         queue.QueueOptions.from_options({"overlap_kk": 3})
     with pytest.raises(queue.QueueError, match="overlap_k must be at least 2"):
         queue.QueueOptions.from_options({"overlap_k": 1})
+
+
+def test_the_build_stage_fills_the_queue_with_the_configs_options(demo_factory, tmp_path):
+    import yaml
+
+    from annotation.stage import run
+    from mesed_build.config import load_config
+    from mesed_build.context import BuildContext
+
+    demo = demo_factory({"overlap_share": 0.0, "calibration_share": 0.0})
+    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / "demo.yaml").read_text())
+    raw["annotation"] = {"overlap_share": 1.0, "overlap_k": 2, "calibration_share": 1.0}
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    ctx = BuildContext(load_config(path, build_dir=str(tmp_path)), demo.store)
+    counts = run(ctx)
+    assert counts == {"rerank_items": 48, "top1_items": 32, "overlap_items": 48, "calibration_items": 48, "items": 80}
+    assert {r["required"] for r in items_of(demo.store)} == {2}
