@@ -33,10 +33,11 @@ def store_url(spec: str) -> str:
     return f"sqlite:///{path.resolve().as_posix()}"
 
 
-def snapshot(store: st.Store, wiki: str = "enwiki", image_model: str | None = None) -> dict:
+def snapshot(store: st.Store, wiki: str | None = None, image_model: str | None = None) -> dict:
     """The parts of a build that a diff compares."""
-    from mesed_build.export.data import _chosen_images
+    from mesed_build.export.data import chosen_images, build_wiki
 
+    wiki = wiki or build_wiki(store)
     with store.engine.connect() as c:
         fine = [r[0] for r in c.execute(
             sa.select(st.classes.c.name).where(st.classes.c.level == "fine").order_by(st.classes.c.position))]
@@ -51,7 +52,7 @@ def snapshot(store: st.Store, wiki: str = "enwiki", image_model: str | None = No
             sa.select(st.entity_sentences.c.page_id, sa.func.count())
             .where(st.entity_sentences.c.wiki == wiki).group_by(st.entity_sentences.c.page_id))}
         sentences = {r[0] for r in c.execute(sa.select(st.sentences.c.sentence_hash).where(st.sentences.c.wiki == wiki))}
-    images, _ = _chosen_images(store, wiki, image_model, Counter())
+    images, _ = chosen_images(store, wiki, image_model, Counter())
     return {"classes": fine, "members": members, "names": names, "sentences_per_entity": per_entity,
             "sentences": sentences, "images": images}
 
@@ -102,7 +103,7 @@ def diff_snapshots(old: dict, new: dict) -> dict:
     }
 
 
-def diff_stores(old: st.Store, new: st.Store, wiki: str = "enwiki", image_model: str | None = None) -> dict:
+def diff_stores(old: st.Store, new: st.Store, wiki: str | None = None, image_model: str | None = None) -> dict:
     return diff_snapshots(snapshot(old, wiki, image_model), snapshot(new, wiki, image_model))
 
 
@@ -147,9 +148,9 @@ def format_diff(result: dict) -> str:
 @click.argument("old")
 @click.argument("new")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (lists every change).")
-@click.option("--wiki", default="enwiki", show_default=True, help="Wiki id of the builds.")
+@click.option("--wiki", help="Wiki id of the builds [default: the latest build's].")
 @click.option("--image-model", help="Re-rank model whose chosen images to compare, when a store holds several.")
-def diff_command(old: str, new: str, as_json: bool, wiki: str, image_model: str | None) -> None:
+def diff_command(old: str, new: str, as_json: bool, wiki: str | None, image_model: str | None) -> None:
     """What changed between two builds: entities per class, sentence counts and images.
 
     OLD and NEW are build directories (with store.sqlite), store files or SQLAlchemy URLs.

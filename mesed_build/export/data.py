@@ -105,10 +105,6 @@ class ExportData:
         return [c for c in self.classes if c["level"] == "fine"]
 
     @property
-    def file_name_of(self) -> dict[str, str]:
-        return {c["name"]: c["file_name"] for c in self.fine_classes}
-
-    @property
     def image_uses(self) -> dict[str, int]:
         """sha256 -> number of sentences it illustrates."""
         return dict(sorted(Counter(self.chosen_image.values()).items()))
@@ -127,6 +123,14 @@ class ExportData:
                 "article_title": article.get("title"),
                 "image": self.image_of(sentence["sentence_hash"]),
             }
+
+
+def build_wiki(store: st.Store, default: str = "enwiki") -> str:
+    """The wiki id of the store's latest build (its config's `wiki.wiki_id`)."""
+    build = store.latest_build()
+    if build is None:
+        return default
+    return (json.loads(build["config"]).get("wiki") or {}).get("wiki_id") or default
 
 
 def default_image_root(store: st.Store, build_dir: str | Path | None = None) -> Path | None:
@@ -256,7 +260,7 @@ def load_export_data(store: st.Store, *, wiki: str = "enwiki", image_root: str |
         gt.append({"class_name": row["class_name"], "file_name": file_names[row["class_name"]],
                    "eid": eid, "name": names[eid], "label": int(row["label"])})
 
-    chosen, model = _chosen_images(store, wiki, image_model, export_drops)
+    chosen, model = chosen_images(store, wiki, image_model, export_drops)
     images = _image_files(store, chosen, image_root)
     return ExportData(
         wiki=wiki, build=store.latest_build(), classes=classes, entities=entities, queries=queries, gt=gt,
@@ -349,7 +353,7 @@ def _queue_in_use(store: st.Store, wiki: str, chosen_rows) -> bool:
     return True
 
 
-def _chosen_images(store: st.Store, wiki: str, image_model: str | None,
+def chosen_images(store: st.Store, wiki: str, image_model: str | None,
                    export_drops: Counter) -> tuple[dict[str, str], str | None]:
     """sentence hash -> sha256 of its image: the annotators' choice where one exists (majority vote,
     annotation.results.final_images), else the re-ranker's choice.

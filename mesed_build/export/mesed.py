@@ -235,7 +235,7 @@ def write_mesed_text(store: st.Store, directory: Path, wiki: str = "enwiki", *, 
     return {"entities": len(data.entities), "sentences": counts["sentences"], "mentions": counts["mentions"]}
 
 
-def export_mesed(store: st.Store, out: Path, *, wiki: str = "enwiki", force: bool = False,
+def export_mesed(store: st.Store, out: Path, *, wiki: str | None = None, force: bool = False,
                  image_root: Path | None = None) -> dict[str, int]:
     """The MESED layout (with its dataset card) at `out`, written atomically."""
     from mesed_build.export.run import export

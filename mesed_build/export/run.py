@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mesed_build import store as st
 from mesed_build.export.card import render_card, write_attribution
-from mesed_build.export.data import default_image_root, load_export_data
+from mesed_build.export.data import build_wiki, default_image_root, load_export_data
 from mesed_build.export.mesed import ExportError, atomic_directory, write_mesed
 
 FORMATS = ("mesed", "parquet", "webdataset")
@@ -71,7 +71,7 @@ def _write_format(fmt: str, data, store: st.Store, directory: Path, shard_bytes:
     return counts
 
 
-def export(store: st.Store, out: str | Path, *, formats=("mesed",), wiki: str = "enwiki", force: bool = False,
+def export(store: st.Store, out: str | Path, *, formats=("mesed",), wiki: str | None = None, force: bool = False,
            image_root: str | Path | None = None, build_dir: str | Path | None = None, image_model: str | None = None,
            shard_bytes: int | str = DEFAULT_SHARD_BYTES, progress: bool = False) -> dict:
     """Export the store to `out`. Returns counts, the bytes of each format and the seconds taken."""
@@ -85,7 +85,7 @@ def export(store: st.Store, out: str | Path, *, formats=("mesed",), wiki: str = 
     # refuse a non-empty --out before reading the store
     if out.exists() and out.is_dir() and any(out.iterdir()) and not force:
         raise ExportError(f"{out}: output directory exists and is not empty (use --force to replace it)")
-    data = load_export_data(store, wiki=wiki, image_root=image_root or default_image_root(store, build_dir),
+    data = load_export_data(store, wiki=wiki or build_wiki(store), image_root=image_root or default_image_root(store, build_dir),
                             image_model=image_model)
     data.progress = progress
     result: dict = {"formats": {}}
