@@ -170,6 +170,11 @@ def render_card(data: ExportData, store: st.Store, formats: list[str], counts: d
     if not data.queries:
         lines += ["", "No queries: the queries stage has not run on this build, so `query/`, `query_seed=5/` and "
                   "`gt/` are empty."]
+    else:
+        with_queries = len({q["class_name"] for q in data.queries})
+        lines += ["", f"Queries per class: 3-seed + 5-seed queries, over the {with_queries} of {row['classes']} fine "
+                      "classes that have queries (see the queries stage's drops for the others). Entities and "
+                      "sentences: those exported (an entity needs a sentence)."]
 
     lines += ["", "## Class hierarchy", ""] + _hierarchy(data)
 
