@@ -83,11 +83,13 @@ def plot_image_scores(store: st.Store, path: Path, wiki: str = "enwiki") -> bool
         rows = c.execute(sa.select(t.c.score, t.c.chosen).where(t.c.wiki == wiki)).all()
     if not rows:
         return False
+    import numpy
+
     every = [float(s) for s, _ in rows]
     chosen = [float(s) for s, ch in rows if ch]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    bins = 30
+    bins = numpy.histogram_bin_edges(every, bins=30)  # shared, so the chosen bars line up with all
     ax.hist(every, bins=bins, alpha=0.6, label=f"all candidates ({len(every)})")
     if chosen:
         ax.hist(chosen, bins=bins, alpha=0.8, label=f"chosen ({len(chosen)})")
