@@ -118,22 +118,30 @@ def _worker(dump: str, wanted_file: str | None) -> dict:
 # -- driver ------------------------------------------------------------------------------------------
 
 
+# A child's ru_maxrss starts at its parent's resident size (Linux records the pre-exec size), so commands
+# are started from this bare launcher rather than from the driver, which has mesed_build imported.
+_LAUNCHER = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[1], sys.argv[1:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+print(f"@@usage {os.waitstatus_to_exitcode(status)} {time.perf_counter() - start} "
+      f"{usage.ru_utime + usage.ru_stime} {usage.ru_maxrss}", file=sys.stderr)
+"""
+
+
 def _measured(cmd: list[str]) -> tuple[float, float, int, subprocess.CompletedProcess]:
-    """Run a command: its wall seconds, CPU seconds (user + system, its own waited-for children included),
-    peak RSS in KiB (from wait4: RUSAGE_CHILDREN would keep the maximum over all children) and the
-    completed process."""
-    start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        done = subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
+    """Run a command: its wall seconds, CPU seconds (user + system, its waited-for children included),
+    peak RSS in KiB (the largest of its processes) and the completed process."""
+    launched = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, *cmd], capture_output=True, text=True)
+    stderr, _, usage = launched.stderr.rpartition("@@usage ")
+    if not usage:
+        raise SystemExit(f"{' '.join(cmd)} could not be measured:\n{launched.stderr[-3000:]}")
+    returncode, wall, cpu, maxrss = usage.split()
+    done = subprocess.CompletedProcess(cmd, int(returncode), launched.stdout, stderr)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, done
+    return float(wall), float(cpu), int(maxrss), done
 
 
 def _run_ours(dump: str, wanted_file: str | None) -> dict:
@@ -305,7 +313,7 @@ def _markdown(r: dict) -> str:
         f"syntok {r['versions']['syntok']}, wikiextractor {r['versions']['wikiextractor']}. "
         "Command: `python bench/extract_sentences.py`.",
         "",
-        "| run | articles/s (CPU / wall) | sentences/s (CPU / wall) | peak RSS (MiB) "
+        "| run | articles/s (CPU / wall) | sentences/s (CPU / wall) | peak RSS, MiB (largest process) "
         "| ratio to wikiextractor (CPU / wall) |",
         "| --- | ---: | ---: | ---: | ---: |",
         row(
