@@ -318,7 +318,7 @@ class WikidataClient:
             document, attempts = self.run(names_query(qids, self.language))
             names = parse_names(document, qids)
         except SparqlFailure as failure:
-            return BatchResult(qids, failure.outcome, attempts=getattr(failure, "attempts", 1), error=str(failure))
+            return BatchResult(qids, failure.outcome, attempts=getattr(failure, "attempts", 1), error=f"{self.endpoint}: {failure}")
         wanted = {q: names[q] for q in qids}  # answers about QIDs we did not ask for are not ours to cache
         outcome = OK if any(n.label or n.aliases for n in wanted.values()) else EMPTY
         return BatchResult(qids, outcome, wanted, attempts=attempts)
@@ -350,7 +350,7 @@ class WikidataClient:
                 found = parse_sitelinks(document)
             except SparqlFailure as failure:
                 result = SitelinkBatch(batch, failure.outcome, attempts=getattr(failure, "attempts", 1),
-                                       error=str(failure))
+                                       error=f"{self.endpoint}: {failure}")
             else:
                 found = {t: found[t] for t in batch if t in found}
                 result = SitelinkBatch(batch, OK if found else EMPTY, found, attempts)
