@@ -74,15 +74,67 @@ class Eq1Scorer:
         return torch.autocast("cuda", dtype=torch.float16) if self.device.startswith("cuda") else nullcontext()
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self.embed_regions([(im, (0, 0, im.width, im.height)) for im in images])
+
+    def embed_regions(self, regions: Sequence[tuple[Image.Image, Box]]) -> np.ndarray:
+        """CLIP image embeddings (unit length) of image regions (whole images or object boxes).
+
+        CLIP's own recipe (resize the shorter side to the model's input size with antialiased
+        bicubic, centre crop, normalise) done on tensors on the scoring device: an image is
+        decoded and uploaded once however many object crops it has, and the per-crop work runs
+        on the GPU instead of in PIL on one CPU core."""
         import torch
 
         out = []
-        for start in range(0, len(images), self.batch_size):
-            batch = torch.stack([self.clip.preprocess(im.convert("RGB")) for im in images[start : start + self.batch_size]])
+        uploaded: dict[int, torch.Tensor] = {}
+        for start in range(0, len(regions), self.batch_size):
+            batch = []
+            for image, box in regions[start : start + self.batch_size]:
+                key = id(image)
+                if key not in uploaded:
+                    uploaded[key] = self._upload(image)
+                left, top, right, bottom = box
+                batch.append(self._clip_input(uploaded[key][:, top:bottom, left:right]))
             with torch.inference_mode(), self._autocast():
-                emb = self.clip.model.encode_image(batch.to(self.device))
+                emb = self.clip.model.encode_image(torch.stack(batch))
             out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+    def _upload(self, image: Image.Image):
+        import torch
+        from torchvision.transforms.functional import pil_to_tensor
+
+        return pil_to_tensor(image.convert("RGB")).to(self.device, non_blocking=True).to(torch.float32).div_(255.0)
+
+    def _clip_geometry(self):
+        import torch
+
+        if not hasattr(self, "_geometry"):
+            visual = self.clip.model.visual
+            size = visual.image_size
+            size = size if isinstance(size, int) else int(size[0])
+            mean = getattr(visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
+            std = getattr(visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
+            shape = (3, 1, 1)
+            self._geometry = (size, torch.tensor(mean, device=self.device).view(shape),
+                              torch.tensor(std, device=self.device).view(shape))
+        return self._geometry
+
+    def _clip_input(self, region):
+        import torch
+
+        size, mean, std = self._clip_geometry()
+        _, h, w = region.shape
+        # the same integer arithmetic as torchvision's Resize(size) and CenterCrop(size)
+        if h <= w:
+            new_h, new_w = size, int(size * w / h)
+        else:
+            new_h, new_w = int(size * h / w), size
+        resized = torch.nn.functional.interpolate(region[None], size=(new_h, new_w), mode="bicubic",
+                                                  antialias=True, align_corners=False)[0]
+        top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+        square = resized[:, top : top + size, left : left + size].clamp_(0.0, 1.0)
+        return (square - mean) / std
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -115,12 +167,12 @@ class Eq1Scorer:
         objects_by_id: dict[str, np.ndarray] = {}
         if needs_objects:
             boxes = self.detector.boxes([images[c] for c in needs_objects])
-            crops, owners = [], []
+            regions, owners = [], []
             for cid, cid_boxes in zip(needs_objects, boxes, strict=True):
                 for box in cid_boxes:
-                    crops.append(images[cid].crop(box))
+                    regions.append((images[cid], box))
                     owners.append(cid)
-            crop_embs = self.embed_images(crops)
+            crop_embs = self.embed_regions(regions)
             for cid in needs_objects:
                 objects_by_id[cid] = crop_embs[[i for i, o in enumerate(owners) if o == cid]]
         texts = self.embed_texts([req.text for req in requests])

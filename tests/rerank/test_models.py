@@ -68,6 +68,17 @@ def test_embeddings_are_unit_vectors(clip, photos):
     assert text.shape == (1, emb.shape[1])
 
 
+def test_tensor_preprocessing_matches_open_clips_transform(clip, photos):
+    # the scorer resizes/crops on tensors (on the GPU when there is one); open_clip's PIL transform
+    # is the reference. They differ only by PIL's uint8 rounding (about 1/255 per pixel).
+    scorer = Eq1Scorer(clip, None)
+    for image in (photos["dog.jpg"], photos["giraffe.jpg"].crop((40, 10, 200, 420))):
+        ours = scorer._clip_input(scorer._upload(image))
+        reference = clip.preprocess(image)
+        assert ours.shape == reference.shape == (3, 224, 224)
+        assert float((ours - reference).abs().mean()) < 0.01
+
+
 def test_batched_and_single_scoring_agree(clip, detector, photos):
     photos = {**photos, "dog-copy.jpg": photos["dog.jpg"].copy()}  # two same-size images share a detector batch
     det = ObjectDetector(detector, batch_size=4, score_threshold=0.0, max_objects=3)

@@ -35,15 +35,16 @@ def test_without_infobox_image_the_first_term_alone():
 
 
 class _Injected(Eq1Scorer):
-    """Eq1Scorer with embeddings injected by image colour / text, and fixed detector boxes."""
+    """Eq1Scorer with embeddings injected by region colour / text, and fixed detector boxes."""
 
     def __init__(self, image_vectors, text_vectors, boxes, alpha):
         super().__init__(clip=None, detector=None, alpha=alpha)
         self.image_vectors, self.text_vectors, self.fixed_boxes = image_vectors, text_vectors, boxes
         self.detector = self  # truthy: use the object term
 
-    def embed_images(self, images):
-        return np.array([self.image_vectors[im.getpixel((0, 0))] for im in images], dtype=np.float64)
+    def embed_regions(self, regions):
+        # a region is identified by the colour at its top-left corner
+        return np.array([self.image_vectors[im.getpixel(box[:2])] for im, box in regions], dtype=np.float64)
 
     def embed_texts(self, texts):
         return np.array([self.text_vectors[t] for t in texts], dtype=np.float64)
