@@ -603,7 +603,9 @@ class Store:
                 return None
             build = dict(row)
             runs = c.execute(
-                sa.select(stage_runs).where(stage_runs.c.build_id == build["build_id"])
+                sa.select(stage_runs)
+                .where(stage_runs.c.build_id == build["build_id"])
+                .order_by(stage_runs.c.started_at, stage_runs.c.stage)
             ).mappings().all()
         build["stage_runs"] = {r["stage"]: {**dict(r), "counts": json.loads(r["counts"])} for r in runs}
         return build
