@@ -146,7 +146,7 @@ def synthetic_distributions(vocab: int, n_classes: int, seed: int = 0):
     return log_probs, probs, seeds, members
 
 
-def bench_expansion(size: dict, naive_targets: set[int]) -> dict:
+def bench_expansion(size: dict, naive_targets: set[int], checkpoint=None) -> dict:
     from mesed_build.bench.expand import _KLCache, expand_joint, expand_joint_naive, standardize_rows
 
     vocab, n_classes = size["expand_vocab"], size["expand_classes"]
@@ -175,6 +175,8 @@ def bench_expansion(size: dict, naive_targets: set[int]) -> dict:
             row.update(straightforward_seconds=slow_s, speedup=slow_s / fast_s, same_output=fast == slow)
         results["targets"][str(target)] = row
         print(f"expansion target {target}: {json.dumps(row)}", flush=True)
+        if checkpoint is not None:
+            checkpoint(results)
     return results
 
 
@@ -239,17 +241,24 @@ def main(argv=None) -> int:
                  f"distributions, V={size['expand_vocab']}, {size['expand_classes']} classes of 60 members"),
         "synthetic": True,
     }
+    name = f"multiexpan_{'cuda' if args.device.startswith('cuda') else 'cpu'}"
+
+    def save(expansion=None) -> None:
+        # written after every stage, so a run stopped at its time limit keeps what it measured
+        if expansion is not None:
+            report["expansion"] = expansion
+        (args.out / f"{name}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+        if "expansion" in report:
+            (args.out / f"{name}.md").write_text(markdown(report), encoding="utf-8")
+
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_training:
             report["training"] = bench_training(args.device, size, Path(tmp))
             print(json.dumps({k: v["sentences_per_second"] for k, v in report["training"].items()}), flush=True)
+            save()
     if not args.skip_expansion:
         naive = {int(t) for t in args.naive_targets.split(",") if t.strip()}
-        report["expansion"] = bench_expansion(size, naive)
-    name = f"multiexpan_{'cuda' if args.device.startswith('cuda') else 'cpu'}"
-    (args.out / f"{name}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-    if "expansion" in report:
-        (args.out / f"{name}.md").write_text(markdown(report), encoding="utf-8")
+        save(bench_expansion(size, naive, checkpoint=save))
     print(markdown(report) if "expansion" in report else json.dumps(report, indent=1))
     return 0
 

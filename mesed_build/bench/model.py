@@ -73,7 +73,14 @@ def load_tokenizer(cfg: ModelConfig, vocab_file: str | None = None):
             raise ModelLoadError(f"cannot load tokenizer {cfg.text_model!r}: {str(exc).splitlines()[0]}") from None
     if vocab_file is None:
         raise ValueError("a random BertConfig needs a vocab_file for its tokenizer")
-    return BertTokenizerFast(vocab_file=vocab_file, do_lower_case=True)
+    with open(vocab_file, encoding="utf-8") as fh:
+        vocab = {line.rstrip("\n"): i for i, line in enumerate(fh)}
+    # pass the mapping itself: transformers 5 ignores a `vocab_file=` keyword and silently keeps
+    # only the special tokens, which turns every word into [UNK]
+    tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True)
+    if len(tokenizer) < len(vocab) or tokenizer.convert_tokens_to_ids("[MASK]") == tokenizer.unk_token_id:
+        raise ModelLoadError(f"{vocab_file}: the tokenizer did not take this vocabulary ({len(tokenizer)} tokens)")
+    return tokenizer
 
 
 class ReferenceTransformerLayer(nn.Module):

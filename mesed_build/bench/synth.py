@@ -2,8 +2,8 @@
 
 Classes come in sibling pairs ("families"). In image-disambiguated families both siblings share the
 same sentence templates, so text alone cannot separate them; each sibling has its own generated
-image pattern. In text-disambiguated families the siblings differ by class keywords and share one
-image pattern. Extra "distractor" entities belong to no class. Entity names are generated
+image pattern. In text-disambiguated families the siblings differ by class keywords and share the same
+image files. Extra "distractor" entities belong to no class. Entity names are generated
 pseudo-words. Nothing here is real data, and every artefact says so (SYNTHETIC.md, synthetic.json).
 """
 
@@ -171,16 +171,21 @@ def make_synthetic(out: str | Path, cfg: SynthConfig = SynthConfig()) -> dict:
             })
 
     for fi, family in enumerate(families):
+        shared_images: list[str] = []
         for ci, (class_name, color, pattern) in enumerate(family["classes"]):
             family_of[class_name] = fi
+            slug = class_name.lower().replace(" ", "_")
             if family["kind"] == "image":
                 image_disambiguated.append(class_name)
-            slug = class_name.lower().replace(" ", "_")
-            images = []
-            for v in range(cfg.image_variants):
-                rel = f"images/{slug}_{v}.png"
-                _pattern_image(color, pattern, v, np_rng).save(out / rel)
-                images.append(rel)
+            elif shared_images:
+                images = shared_images  # text-disambiguated siblings use the very same image files
+            if family["kind"] == "image" or not shared_images:
+                images = []
+                for v in range(cfg.image_variants):
+                    rel = f"images/{slug}_{v}.png" if family["kind"] == "image" else f"images/family{fi}_shared_{v}.png"
+                    _pattern_image(color, pattern, v, np_rng).save(out / rel)
+                    images.append(rel)
+                shared_images = images
             members[class_name] = []
             for _ in range(cfg.entities_per_class):
                 name = names.pop()

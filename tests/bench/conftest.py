@@ -61,3 +61,15 @@ def synthetic_features(synthetic_set, tmp_path_factory) -> Path:
     compute_image_features(synthetic_set, sorted({s.image for s in data.sentences}), folder, weights=None,
                            progress=False)
     return folder
+
+
+def write_word_vocab(data_dir: Path, path: Path) -> Path:
+    """A WordPiece vocab of the dataset's lowercased words plus single characters, for tiny random BERTs
+    on machines without the offline MiniLM package (its vocab is the usual choice)."""
+    from mesed_build.bench.loader import load_mesed
+
+    words = {t.lower() for s in load_mesed(data_dir).sentences for t in s.tokens}
+    chars = {c for w in words for c in w}
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(words) + sorted(chars) + sorted("##" + c for c in chars)
+    path.write_text("\n".join(dict.fromkeys(tokens)) + "\n", encoding="utf-8")
+    return path

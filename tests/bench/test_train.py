@@ -109,3 +109,14 @@ def test_real_minilm_text_mep(tmp_path, enwiki_mini):
                                     text_model=path, model_overrides={}, num_heads=12, max_steps_per_phase=2))
     assert report["text_model"] == path and "image_features" not in report
     assert len((tmp_path / "minilm" / "ranked.jsonl").read_text().splitlines()) == 40
+
+
+def test_random_bert_tokenizer_keeps_its_vocabulary(tmp_path, enwiki_mini):
+    from mesed_build.bench.model import ModelConfig, load_tokenizer
+    from tests.bench.conftest import write_word_vocab
+
+    vocab = write_word_vocab(enwiki_mini, tmp_path / "vocab.txt")
+    tokenizer = load_tokenizer(ModelConfig(num_entities=2, num_clusters=2, text_model=None, bert_config={}), str(vocab))
+    lines = vocab.read_text().splitlines()
+    ids = tokenizer(["the", "anarchist", "proudhon"], is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    assert ids == [lines.index("the"), lines.index("anarchist"), lines.index("proudhon")]  # never [UNK]
