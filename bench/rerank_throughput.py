@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -117,6 +118,7 @@ def main() -> None:
     warm = requests_for(images[:4], infobox)
     Eq1Scorer(clip, ObjectDetector(det_model, device=device, batch_size=4), device=device, batch_size=4).score(warm)
 
+    load_before = os.getloadavg()[0]
     rows = []
     for bs in args.batch_sizes:
         ours = Eq1Scorer(clip, ObjectDetector(det_model, device=device, batch_size=bs, score_threshold=0.5,
@@ -142,6 +144,9 @@ def main() -> None:
         "images": f"{n} distinct {args.side}x{args.side * 3 // 4} crops of the real test photos, 10 per sentence, "
                   "every entity with an infobox image",
         "peer": "CLIP-only scoring (the same scorer without the detector / object term)",
+        # the CPU machine is shared: its 1-minute load average says how much the numbers can be trusted
+        "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2),
+                              "cpus": os.cpu_count()},
         "rows": rows,
     }
     RESULTS.mkdir(exist_ok=True)
@@ -151,7 +156,9 @@ def main() -> None:
         f"# Re-rank throughput (eq. 1) on {device}: {machine}",
         "",
         f"{result['clip']} + {result['detector']}; {result['images']}. torch {torch.__version__}, "
-        f"{threads} CPU threads. Peer: {result['peer']}, measured in the same run.",
+        f"{threads} CPU threads. Peer: {result['peer']}, measured in the same run. "
+        f"1-minute load average {result['load_average_1min']['before']} before and "
+        f"{result['load_average_1min']['after']} after, on {os.cpu_count()} CPUs.",
         "",
         "| batch size | eq. 1 candidates/s | CLIP-only candidates/s | eq. 1 / CLIP-only |",
         "|---:|---:|---:|---:|",
