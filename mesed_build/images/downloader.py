@@ -40,6 +40,7 @@ class DownloaderConfig:
     max_bytes: int = 20 * 1024 * 1024
     longest_side: int = DEFAULT_LONGEST_SIDE
     max_pixels: int = DEFAULT_MAX_PIXELS
+    jpeg_quality: int = 90
     workers: int = 8
     per_host_limit: int = 4
     host_limits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_HOST_LIMITS))
@@ -166,7 +167,8 @@ class Downloader:
         started = time.time()
         try:
             data, final_url = self._get_bytes(url)
-            image = normalise(data, max_pixels=self.config.max_pixels, longest_side=self.config.longest_side)
+            image = normalise(data, max_pixels=self.config.max_pixels, longest_side=self.config.longest_side,
+                              jpeg_quality=self.config.jpeg_quality)
             sha, _ = self.store.put(image.data)
         except Rejected as exc:
             return FetchResult(url, exc.reason, detail=exc.detail, fetched_at=started)
