@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 SIZES = {
     # training shapes, and expansion shapes (V, classes, targets)
     "small": dict(bert=dict(hidden_size=96, num_hidden_layers=2, num_attention_heads=4, intermediate_size=192),
-                  heads=4, vocab=2000, micro=8, steps=4, images=64,
+                  heads=4, vocab=2000, micro=8, steps=8, images=64,
                   expand_vocab=6000, expand_classes=20, targets=(105, 203)),
     "mesed": dict(bert=dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
                   heads=12, vocab=14489, micro=128, steps=12, images=4096,
@@ -101,10 +101,17 @@ def bench_training(device: str, size: dict, folder: Path) -> dict:
         train_cfg = TrainConfig(mode=mode, epochs=1, micro_batch=size["micro"], global_batch=size["micro"] * 2,
                                 sentences_per_entity=1, pair_sentences=4, max_steps_per_phase=size["steps"],
                                 bf16=True)
-        # warm-up (CUDA kernels, allocator) on a separate trainer, not timed
-        warm = TrainConfig(**{**train_cfg.__dict__, "max_steps_per_phase": 2})
-        Trainer(model, prepared, warm, folder / f"warm{mode}", image_store=store, device=device,
-                pair_groups=groups, progress=False).mep_phase(0)
+        # warm-up (CUDA kernels and autotuning for many sequence lengths, the allocator) on a separate
+        # trainer with every phase of the mode, not timed: the GPU run of 2026-11-26 showed a first
+        # phase 3x slower than the same phase run second when only 2 MEP steps warmed up
+        warm_cfg = TrainConfig(**{**train_cfg.__dict__, "max_steps_per_phase": 6})
+        warm = Trainer(model, prepared, warm_cfg, folder / f"warm{mode}", image_store=store, device=device,
+                       pair_groups=groups, progress=False)
+        if warm_cfg.uses_cl:
+            warm.contrastive_phase(99, 0)
+        if warm_cfg.uses_cluster:
+            warm.cluster_phase(99, 0)
+        warm.mep_phase(99)
         trainer = Trainer(model, prepared, train_cfg, folder / f"mode{mode}", image_store=store, device=device,
                           pair_groups=groups, progress=False)
         phases = []
@@ -186,6 +193,10 @@ def markdown(report: dict) -> str:
         "",
         f"Machine: {report['machine']}. Generated data ({report['size']} size): {report['data']}",
         "",
+        f"Load average at start: {', '.join(f'{x:.1f}' for x in report.get('load_average_at_start', ()))}"
+        + (f"; torch CPU threads: {report['cpu_threads']}" if report.get("cpu_threads") else "")
+        + ". Phases are timed after a warm-up pass of every phase.",
+        "",
     ]
     if "training" in report:
         lines += ["| run | phases | sentences encoded | seconds | sentences/s |", "|---|---|---|---|---|"]
@@ -217,6 +228,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--size", choices=sorted(SIZES), default=None,
                         help="default: mesed on CUDA, small on CPU")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU runs)")
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--skip-expansion", action="store_true")
     parser.add_argument("--naive-targets", default="105,203",
@@ -227,7 +239,8 @@ def main(argv=None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda but torch sees no CUDA device")
     if not args.device.startswith("cuda"):
-        torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+        # on a shared, loaded CPU more threads than free cores make every step many times slower
+        torch.set_num_threads(args.threads)
     size_name = args.size or ("mesed" if args.device.startswith("cuda") else "small")
     size = SIZES[size_name]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -240,6 +253,8 @@ def main(argv=None) -> int:
                  f"{size['steps']} micro-batches per phase, bf16 autocast on CUDA; expansion: synthetic "
                  f"distributions, V={size['expand_vocab']}, {size['expand_classes']} classes of 60 members"),
         "synthetic": True,
+        "cpu_threads": None if args.device.startswith("cuda") else args.threads,
+        "load_average_at_start": os.getloadavg(),
     }
     name = f"multiexpan_{'cuda' if args.device.startswith('cuda') else 'cpu'}"
 

@@ -57,13 +57,15 @@ def bench() -> None:
               help="torchvision weights tag, or 'none' for random weights.")
 @click.option("--image-normalize", type=click.Choice(["imagenet", "none"]), default="imagenet", show_default=True,
               help="'none' feeds raw [0, 1] pixels like the reference.")
+@click.option("--image-feature-norm", type=click.Choice(["standardize", "none"]), default="standardize",
+              show_default=True, help="Standardise trunk features per dimension; 'none' feeds them raw like the reference.")
 @click.option("--features", "features_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the fp16 image features (reused across runs) [default: OUT/features].")
 @click.option("--embedding-model", default=None, help="text-emb: sentence encoder folder [default: offline MiniLM].")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 def run(data_dir, method, mode, text_model, device, epochs, micro_batch, global_batch, lr, seed, target_size,
-        mining_target, negative_ranks, sentences_per_entity, backbone, image_weights, image_normalize, features_dir,
-        embedding_model, out_dir) -> None:
+        mining_target, negative_ranks, sentences_per_entity, backbone, image_weights, image_normalize,
+        image_feature_norm, features_dir, embedding_model, out_dir) -> None:
     """Train (where the method trains), expand every query, and write ranked.jsonl, metrics.json, metrics.md."""
     from mesed_build.bench.runner import RunOptions, run_benchmark
 
@@ -73,7 +75,8 @@ def run(data_dir, method, mode, text_model, device, epochs, micro_batch, global_
         micro_batch=micro_batch, global_batch=global_batch, lr=lr, seed=seed, target_size=target_size,
         mining_target=mining_target, negative_ranks=negative_ranks, sentences_per_entity=sentences_per_entity,
         backbone=backbone, image_weights=None if image_weights.lower() == "none" else image_weights,
-        image_normalize=image_normalize, features_dir=features_dir, embedding_model=embedding_model,
+        image_normalize=image_normalize, image_feature_norm=image_feature_norm, features_dir=features_dir,
+        embedding_model=embedding_model,
     )
     try:
         report = run_benchmark(opts)
