@@ -88,14 +88,16 @@ def normalise(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, longest_side
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image.load()
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)
     except Image.DecompressionBombError as exc:
         raise Rejected("decompression_bomb", str(exc)) from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise Rejected("corrupt_image", str(exc)[:200]) from exc
     image = to_rgb(image)
     if max(image.size) > longest_side:
-        image.thumbnail((longest_side, longest_side), Image.Resampling.LANCZOS)
+        # bicubic (antialiased, as Pillow always filters over the whole footprint when shrinking) is
+        # what CLIP's own preprocessing uses, at two thirds of Lanczos's cost
+        image.thumbnail((longest_side, longest_side), Image.Resampling.BICUBIC)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=jpeg_quality)
     return NormalisedImage(out.getvalue(), image.width, image.height, fmt)
