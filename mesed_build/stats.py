@@ -50,6 +50,9 @@ def collect_stats(store: st.Store, wiki: str = "enwiki") -> dict:
     from annotation.results import annotation_summary  # the review queue's progress, kappa and Table 1
 
     stats["annotation"] = annotation_summary(store)
+    from mesed_build.images.stage import image_stats  # candidates, stored images, infobox images, eq. 1 scores
+
+    stats["images"] = image_stats(store)
     return stats
 
 
@@ -118,6 +121,11 @@ def format_stats(stats: dict) -> str:
         lines.append("stages:")
         for stage, counts in build["stages"].items():
             lines.append(f"  {stage}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    if "images" in stats:
+        from mesed_build.images.stage import format_image_stats
+
+        lines.append("")
+        lines.extend(format_image_stats(stats["images"]))
     lines.append("")
     lines.append("dropped (stage/reason):")
     if not stats["dropped"]:

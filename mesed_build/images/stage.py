@@ -348,6 +348,19 @@ def image_stats(store: st.Store) -> dict[str, Any]:
     }
 
 
+def format_image_stats(stats: Mapping[str, Any]) -> list[str]:
+    by_status = ", ".join(f"{k} {v}" for k, v in sorted(stats["candidates_by_status"].items())) or "none"
+    infobox = ", ".join(f"{k} {v}" for k, v in sorted(stats["infobox_images"].items())) or "none"
+    mean = stats["chosen_mean"]
+    return [
+        f"images: {stats['candidates']} candidates ({by_status}) for {stats['sentences_with_candidates']} "
+        f"sentences; {stats['images_stored']} images stored",
+        f"infobox images: {infobox}",
+        f"rerank: {stats['scores']} scores, {stats['chosen_images']} chosen images "
+        f"(mean score {mean['score']}, clip term {mean['clip_term']}, object term {mean['object_term']})",
+    ]
+
+
 def _round(x):
     return None if x is None else round(float(x), 4)
 
