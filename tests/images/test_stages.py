@@ -106,5 +106,12 @@ def test_images_then_rerank(ctx):
         chosen = [r for r in rows if r["chosen"]]
         assert len(chosen) == 1 and chosen[0]["score"] == max(r["score"] for r in rows)
 
+    from mesed_build.images.stage import format_image_stats, image_stats
+
+    summary = image_stats(ctx.store)
+    assert summary["chosen_images"] == sentences and summary["scores"] == len(scores)
+    assert summary["candidates_by_status"] == {"ok": len(candidates)}
+    assert f"{sentences} chosen images" in "\n".join(format_image_stats(summary))
+
     rerun = run_stage(ctx, "rerank")
     assert rerun["sentences_already_scored"] == sentences and rerun.get("sentences_scored", 0) == 0
