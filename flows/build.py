@@ -90,6 +90,15 @@ def build_flow(
         with get_client(sync_client=True) as client:
             client.upsert_global_concurrency_limit_by_name(WIKIMEDIA_LIMIT, WIKIMEDIA_SLOTS)
     ctx = open_context(config, progress=progress)
+    # stages that can check their options, credentials and model weights do so before any stage runs
+    try:
+        for name in [s for s in STAGES if s in selected]:
+            check = getattr(importlib.import_module(STAGES[name][0]), "preflight", None)
+            if check is not None:
+                check(ctx)
+    except BaseException:
+        ctx.close()
+        raise
     ctx.build_id = ctx.store.start_build(config.name, config.config_hash, config.raw, selected, package_versions())
     results: dict[str, dict[str, int]] = {}
     try:

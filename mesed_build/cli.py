@@ -24,7 +24,12 @@ def _user_errors():
     from mesed_build.export.mesed import ExportError
     from mesed_build.wiki.source import WikiError
 
-    return (ConfigError, WikiError, ExportError, FileNotFoundError)
+    from mesed_build.images.providers import ProviderError
+    from mesed_build.images.query import QueryModelError
+    from mesed_build.rerank.models import ModelNotAvailable, UnknownModel
+
+    return (ConfigError, WikiError, ExportError, FileNotFoundError, ProviderError, QueryModelError,
+            ModelNotAvailable, UnknownModel)
 
 
 def open_store(config_path: str | None, build_dir: str | None, db: str | None):

@@ -303,6 +303,15 @@ def _infobox_resolver(provider: ImageSearchProvider, opts: Mapping[str, Any]):
     return from_commons
 
 
+def preflight(ctx: BuildContext) -> None:
+    """Fail before any stage of the build runs: unknown provider, missing credentials, an unreadable
+    local pool, a User-Agent without contact."""
+    opts = options(ctx)
+    provider = get_provider(opts["provider"], opts)
+    make_downloader(ctx, opts, provider)
+    provider.close()
+
+
 def run(ctx: BuildContext) -> dict[str, int]:
     opts = options(ctx)
     # everything that can fail on configuration fails here, before any work

@@ -84,16 +84,22 @@ class ClipModel:
         return f"{self.name}/{self.pretrained or 'random'}"
 
 
+def check_clip(name: str, pretrained: str | None, *, cache_dir: str | Path | None = None,
+               offline: bool | None = None) -> None:
+    """Raise UnknownModel / ModelNotAvailable now, without loading anything."""
+    tags = known_clip_tags(name)
+    if pretrained and pretrained not in tags:
+        raise UnknownModel(f"rerank.clip.pretrained: {name} has no pretrained tag {pretrained!r}; known: {', '.join(tags)}")
+    if pretrained and is_offline(offline) and not clip_weights_cached(name, pretrained, cache_dir):
+        raise ModelNotAvailable(f"CLIP weights {name}/{pretrained} are not cached in {cache_dir or 'the Hugging Face cache'} "
+                                f"and the process is offline; fetch them with: {FETCH_HINT}")
+
+
 def load_clip(name: str = DEFAULT_CLIP["name"], pretrained: str | None = DEFAULT_CLIP["pretrained"], *,
               cache_dir: str | Path | None = None, device: str = "cpu", offline: bool | None = None) -> ClipModel:
     import open_clip
 
-    if pretrained and pretrained not in known_clip_tags(name):
-        raise UnknownModel(f"rerank.clip.pretrained: {name} has no pretrained tag {pretrained!r}; "
-                           f"known: {', '.join(known_clip_tags(name))}")
-    if pretrained and is_offline(offline) and not clip_weights_cached(name, pretrained, cache_dir):
-        raise ModelNotAvailable(f"CLIP weights {name}/{pretrained} are not cached in {cache_dir or 'the Hugging Face cache'} "
-                                f"and the process is offline; fetch them with: {FETCH_HINT}")
+    check_clip(name, pretrained, cache_dir=cache_dir, offline=offline)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, cache_dir=str(cache_dir) if cache_dir else None, device=device)
@@ -134,12 +140,10 @@ def _weights_enum(name: str, weights: str | None):
                            f"known: DEFAULT, {', '.join(w.name for w in enum)}") from exc
 
 
-def load_detector(name: str = DEFAULT_DETECTOR["name"], weights: str | None = DEFAULT_DETECTOR["weights"], *,
-                  cache_dir: str | Path | None = None, device: str = "cpu", offline: bool | None = None,
-                  score_threshold: float = 0.5, max_objects: int = 10, min_size: int = 800,
-                  max_size: int = 1333) -> DetectorModel:
+def check_detector(name: str, weights: str | None, *, cache_dir: str | Path | None = None,
+                   offline: bool | None = None):
+    """The weights enum (None: random weights); raises UnknownModel / ModelNotAvailable without loading."""
     import torch
-    import torchvision
 
     enum = _weights_enum(name, weights)
     if enum is not None:
@@ -148,9 +152,20 @@ def load_detector(name: str = DEFAULT_DETECTOR["name"], weights: str | None = DE
         if not cached.exists() and is_offline(offline):
             raise ModelNotAvailable(f"detector weights {name}/{enum.name} are not cached at {cached} and the "
                                     f"process is offline; fetch them with: {FETCH_HINT}")
-        if cache_dir:
-            # torchvision's builders load through torch.hub, whose directory is process-wide
-            torch.hub.set_dir(str(hub_dir))
+    return enum
+
+
+def load_detector(name: str = DEFAULT_DETECTOR["name"], weights: str | None = DEFAULT_DETECTOR["weights"], *,
+                  cache_dir: str | Path | None = None, device: str = "cpu", offline: bool | None = None,
+                  score_threshold: float = 0.5, max_objects: int = 10, min_size: int = 800,
+                  max_size: int = 1333) -> DetectorModel:
+    import torch
+    import torchvision
+
+    enum = check_detector(name, weights, cache_dir=cache_dir, offline=offline)
+    if enum is not None and cache_dir:
+        # torchvision's builders load through torch.hub, whose directory is process-wide
+        torch.hub.set_dir(str(Path(cache_dir) / "torch"))
     builder = getattr(torchvision.models.detection, name)
     try:
         model = builder(weights=enum, weights_backbone=None, box_score_thresh=score_threshold,

@@ -75,6 +75,19 @@ def build_scorer(opts: Mapping[str, Any], seed: int = 0) -> Eq1Scorer:
                      batch_size=int(opts.get("batch_size", 32)))
 
 
+def preflight(ctx: BuildContext) -> None:
+    """Fail before any stage of the build runs: unknown models, weights missing offline, no CUDA."""
+    from mesed_build.rerank.models import check_clip, check_detector
+
+    opts = options(ctx)
+    resolve_device(str(opts.get("device", "cpu")))
+    clip = options_clip(opts)
+    check_clip(clip["name"], clip["pretrained"], cache_dir=opts.get("cache_dir"), offline=opts.get("offline"))
+    if opts.get("use_detector", True):
+        det = options_detector(opts)
+        check_detector(det["name"], det["weights"], cache_dir=opts.get("cache_dir"), offline=opts.get("offline"))
+
+
 def model_id(scorer: Eq1Scorer) -> str:
     det = scorer.detector.detector.model_id if scorer.detector is not None else "no-detector"
     return f"{scorer.clip.model_id}+{det}"

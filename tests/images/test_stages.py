@@ -115,3 +115,24 @@ def test_images_then_rerank(ctx):
 
     rerun = run_stage(ctx, "rerank")
     assert rerun["sentences_already_scored"] == sentences and rerun.get("sentences_scored", 0) == 0
+
+
+def test_preflight_refuses_missing_credentials_and_weights(ctx, monkeypatch):
+    from mesed_build.images.stage import preflight as images_preflight
+    from mesed_build.rerank.models import ModelNotAvailable
+    from mesed_build.rerank.stage import preflight as rerank_preflight
+
+    monkeypatch.delenv("GOOGLE_CSE_KEY", raising=False)
+    monkeypatch.delenv("GOOGLE_CSE_CX", raising=False)
+    monkeypatch.setitem(ctx.config.raw, "images", {**ctx.config.raw["images"], "provider": "google-cse"})
+    with pytest.raises(ProviderError, match="GOOGLE_CSE_KEY, GOOGLE_CSE_CX"):
+        images_preflight(ctx)
+    monkeypatch.setitem(ctx.config.raw, "images", {**ctx.config.raw["images"], "provider": "local",
+                                                   "user_agent": "python-requests/2.32"})
+    with pytest.raises(ProviderError, match="contact"):
+        images_preflight(ctx)
+    monkeypatch.setitem(ctx.config.raw, "rerank", {**ctx.config.raw["rerank"], "offline": True,
+                                                   "cache_dir": str(ctx.config.build_dir / "no-models"),
+                                                   "clip": {"name": "ViT-B-32", "pretrained": "openai"}})
+    with pytest.raises(ModelNotAvailable, match="ViT-B-32/openai .*mesed-build models fetch"):
+        rerank_preflight(ctx)
