@@ -40,6 +40,8 @@ def bench() -> None:
               help="BERT-family name or folder (the offline MiniLM folder works); 'tiny-random' for smoke runs.")
 @click.option("--device", default="auto", show_default=True, help="cuda, cpu or auto.")
 @click.option("--epochs", type=click.IntRange(1), default=5, show_default=True, help="The reference runs 50.")
+@click.option("--mode0-epochs", type=click.IntRange(1), default=None,
+              help="Modes 1-4: epochs of the MEP-only model they start from [default: --epochs].")
 @click.option("--micro-batch", type=click.IntRange(2), default=32, show_default=True)
 @click.option("--global-batch", type=click.IntRange(2), default=256, show_default=True,
               help="Gradients accumulate over micro-batches up to this many samples (reference: 2048).")
@@ -63,7 +65,7 @@ def bench() -> None:
               help="Folder for the fp16 image features (reused across runs) [default: OUT/features].")
 @click.option("--embedding-model", default=None, help="text-emb: sentence encoder folder [default: offline MiniLM].")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
-def run(data_dir, method, mode, text_model, device, epochs, micro_batch, global_batch, lr, seed, target_size,
+def run(data_dir, method, mode, text_model, device, epochs, mode0_epochs, micro_batch, global_batch, lr, seed, target_size,
         mining_target, negative_ranks, sentences_per_entity, backbone, image_weights, image_normalize,
         image_feature_norm, features_dir, embedding_model, out_dir) -> None:
     """Train (where the method trains), expand every query, and write ranked.jsonl, metrics.json, metrics.md."""
@@ -72,6 +74,7 @@ def run(data_dir, method, mode, text_model, device, epochs, micro_batch, global_
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     opts = RunOptions(
         data=data_dir, out=out_dir, method=method, mode=mode, text_model=text_model, device=device, epochs=epochs,
+        mode0_epochs=mode0_epochs,
         micro_batch=micro_batch, global_batch=global_batch, lr=lr, seed=seed, target_size=target_size,
         mining_target=mining_target, negative_ranks=negative_ranks, sentences_per_entity=sentences_per_entity,
         backbone=backbone, image_weights=None if image_weights.lower() == "none" else image_weights,

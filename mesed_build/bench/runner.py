@@ -39,6 +39,7 @@ class RunOptions:
     embedding_model: str | None = None  # text-emb: defaults to the offline MiniLM
     device: str = "auto"
     epochs: int = 5
+    mode0_epochs: int | None = None  # epochs of the MEP-only model that modes 1-4 start from [default: epochs]
     micro_batch: int = 32
     global_batch: int = 256
     lr: float = 1e-5
@@ -116,11 +117,11 @@ def _image_store(opts: RunOptions, data: MesedData, device: str):
     return store
 
 
-def _train_config(opts: RunOptions, mode: int):
+def _train_config(opts: RunOptions, mode: int, epochs: int | None = None):
     from mesed_build.bench.train import TrainConfig
 
     return TrainConfig(
-        mode=mode, epochs=opts.epochs, micro_batch=opts.micro_batch, global_batch=opts.global_batch, lr=opts.lr,
+        mode=mode, epochs=epochs or opts.epochs, micro_batch=opts.micro_batch, global_batch=opts.global_batch, lr=opts.lr,
         seed=opts.seed, sentences_per_entity=opts.sentences_per_entity, pair_sentences=opts.pair_sentences,
         max_steps_per_phase=opts.max_steps_per_phase, bucket_batches=opts.bucket_batches,
     )
@@ -158,10 +159,11 @@ def run_multiexpan(opts: RunOptions, data: MesedData, use_images: bool, report: 
     model_cfg.num_entities = prepared.num_entities
     model = MultiExpan(model_cfg)
     training: dict = {}
-    trainer0 = Trainer(model, prepared, _train_config(opts, 0), opts.out / "mode0", image_store=store,
+    final_mode = opts.mode
+    mode0_epochs = opts.epochs if final_mode == 0 else (opts.mode0_epochs or opts.epochs)
+    trainer0 = Trainer(model, prepared, _train_config(opts, 0, mode0_epochs), opts.out / "mode0", image_store=store,
                        device=device, progress=opts.progress)
     training["mode0"] = trainer0.train()
-    final_mode = 0 if opts.method == "multiexpan" and opts.mode == 0 else opts.mode
     if final_mode > 0:
         log_probs, probs = entity_distributions(model, prepared, store, device, opts.micro_batch, opts.progress)
         warnings: list[str] = []

@@ -39,15 +39,11 @@ def _check_ranked(data, out: Path, target: int):
     for line in lines:
         assert len(line["ranked"]) == target - len(line["seeds"])
         assert not set(line["ranked"]) & set(line["seeds"])
-    for seeds in (3, 5):
+    for queries in (data.queries3, data.queries5):
         for index in range(5):
-            group = [x for x in lines if len(x["seeds"]) == seeds
-                     and x["seeds"] in [data.queries3.get(x["class"], []) + data.queries5.get(x["class"], [])][0]]
-            assert group
-        # each entity is in at most one class within one joint expansion
-        for index in range(5):
-            joint = [x for x in lines if len(x["seeds"]) == seeds and (data.queries3 if seeds == 3 else data.queries5)
-                     [x["class"]][index] == x["seeds"]]
+            # one joint expansion: query `index` of every class; each entity lands in at most one class
+            joint = [x for x in lines if queries[x["class"]][index] == x["seeds"]]
+            assert len(joint) == 4
             taken = [e for x in joint for e in x["ranked"]]
             assert len(taken) == len(set(taken))
 
