@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -25,6 +24,7 @@ import tenacity
 from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 
+from mesed_build.http import parse_retry_after
 from mesed_build.images.content_store import ContentStore
 from mesed_build.images.net_guard import AddressGuard, BlockedAddress
 from mesed_build.images.sniff import DEFAULT_LONGEST_SIDE, DEFAULT_MAX_PIXELS, Rejected, normalise
@@ -93,20 +93,7 @@ class _Retryable(Exception):
         self.reason, self.detail, self.retry_after = reason, detail, retry_after
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when - (now if now is not None else time.time()))
+
 
 
 def robots_forbids_ai(header: str | None) -> bool:

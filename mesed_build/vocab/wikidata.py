@@ -9,7 +9,6 @@ the next run asks again.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import math
@@ -23,6 +22,8 @@ from datetime import datetime, timezone
 
 from SPARQLWrapper import JSON, POST, SPARQLWrapper
 from SPARQLWrapper.SPARQLExceptions import SPARQLWrapperException
+
+from mesed_build.http import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -73,21 +74,7 @@ class SitelinkBatch:
     error: str | None = None
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now)
+
 
 
 def check_qids(qids: Iterable[str]) -> list[str]:

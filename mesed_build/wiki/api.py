@@ -17,7 +17,6 @@ the recorded test cassettes hold.
 from __future__ import annotations
 
 import collections
-import email.utils
 import json
 import logging
 import re
@@ -31,6 +30,7 @@ import requests
 import tenacity
 
 from mesed_build import __version__
+from mesed_build.http import parse_retry_after
 from mesed_build.wiki.source import PageRef, PageText, WikiError, WikiSource, normalize_title
 
 log = logging.getLogger(__name__)
@@ -75,20 +75,7 @@ def _host_lock(url: str) -> threading.Lock:
         return _HOST_LOCKS.setdefault(host, threading.Lock())
 
 
-def _parse_retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds (delta-seconds or an HTTP date), None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+
 
 
 def _params(params: Mapping[str, Any]) -> dict[str, str]:
@@ -258,7 +245,7 @@ class MediaWikiAPI(WikiSource):
         except requests.RequestException as exc:
             raise WikiError(f"{_short(url)}: request failed ({type(exc).__name__}: {exc}); {_EXPECTED}") from exc
 
-        retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         if resp.status_code == 429 or resp.status_code >= 500:
             raise _Retryable(f"HTTP {resp.status_code}", retry_after)
         if resp.status_code != 200:

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from mesed_build.images.content_store import ContentStore
-from mesed_build.images.downloader import Downloader, DownloaderConfig, count_rejections, parse_retry_after
+from mesed_build.http import parse_retry_after
+from mesed_build.images.downloader import Downloader, DownloaderConfig, count_rejections
 from tests.images.conftest import PHOTOS
 
 UA = "mesed-build-tests/0.1 (https://example.org/mesed-build; tests@example.org)"

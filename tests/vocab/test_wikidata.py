@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from mesed_build.http import parse_retry_after
+
 from mesed_build.vocab import wikidata as wd
 from tests.vocab.sparql_server import FIXTURES, Fault, SparqlServer
 
@@ -143,7 +145,7 @@ def test_bad_input_is_refused_before_any_query():
 
 
 def test_parse_retry_after():
-    assert wd.parse_retry_after("120") == 120.0
-    assert wd.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
-    assert wd.parse_retry_after("soon") is None
-    assert wd.parse_retry_after(None) is None
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None

@@ -407,7 +407,7 @@ def test_maxlag_without_retry_after_waits_the_reported_lag(replay_server):
 def test_retry_after_http_date_is_understood():
     from email.utils import formatdate
 
-    from mesed_build.wiki.api import _parse_retry_after
+    from mesed_build.http import parse_retry_after as _parse_retry_after
 
     assert _parse_retry_after("7") == 7.0
     assert 8 <= _parse_retry_after(formatdate(time.time() + 10, usegmt=True)) <= 10
