@@ -88,6 +88,12 @@ def run(data_dir, method, mode, text_model, device, epochs, mode0_epochs, micro_
     except (RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo((out_dir / "metrics.md").read_text(encoding="utf-8"))
+    if report.get("drops"):
+        entities = report.get("entities", {})
+        click.echo(f"trained on {entities.get('trained')} of {entities.get('in_vocabulary')} entities; dropped: "
+                   + ", ".join(f"{reason}={count}" for reason, count in sorted(report["drops"].items())))
+    for warning in report.get("expansion", {}).get("warnings", [])[:5]:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"wrote {out_dir / 'ranked.jsonl'}, metrics.json, metrics.md in {report['seconds']:.1f} s")
 
 
