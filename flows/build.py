@@ -56,8 +56,23 @@ def run_stage(ctx: BuildContext, name: str) -> dict[str, int]:
     return counts
 
 
+def _worth_retrying(task, task_run, state) -> bool:
+    """Retry network trouble; bad input (config, a cut-off dump, malformed data) fails at once."""
+    from mesed_build.config import ConfigError
+    from mesed_build.wiki.dump import DumpError
+
+    try:
+        state.result()
+    except (ConfigError, DumpError, ValueError, KeyError):
+        return False
+    except Exception:
+        return True
+    return True
+
+
 # the store is the cache: stages skip finished work themselves
-@task(retries=2, retry_delay_seconds=10, task_run_name="{name}", cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=_worth_retrying, task_run_name="{name}",
+      cache_policy=NO_CACHE)
 def stage_task(ctx: BuildContext, name: str) -> dict[str, int]:
     _, uses_wikimedia = STAGES[name]
     # The dump source never leaves the machine; the API client talks to Wikimedia and must
