@@ -35,7 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "keybert_model": DEFAULT_SENTENCE_MODEL,
     "keywords": 3,
     "max_sentences_per_entity": None,  # None: every kept sentence of the entity
-    "targets_only": True,  # only class members' sentences (not negatives')
+    # MESED gives every sentence an image, negatives' too: the benchmark drops sentences without one
+    "targets_only": False,
     "query_batch": 64,
 }
 
@@ -107,7 +108,7 @@ def select_items(ctx: BuildContext, opts: Mapping[str, Any]) -> list[Item]:
     items = []
     for page_id, shash, _rank, text, title in rows:
         cls = first_class.get(int(page_id))
-        if opts.get("targets_only", True) and cls is None:
+        if opts["targets_only"] and cls is None:
             continue
         items.append(Item(ctx.wiki, int(page_id), shash, text, title, cls))
     return items
