@@ -11,8 +11,8 @@ every candidate goes through the detector and has its object crops embedded.
 Reported per batch size: candidates/s of each and ours/peer (below 1: the price of the object term).
 Both resize and crop on tensors on the scoring device (Eq1Scorer.embed_regions).
 
-    python bench/rerank_throughput.py --device cpu     # writes bench/results/rerank_throughput_cpu.{json,md}
-    python bench/rerank_throughput.py --device cuda    # (bench/gpu.sh) rerank_throughput_cuda.{json,md}
+    python bench/rerank.py --device cpu     # writes bench/results/rerank_throughput_cpu.{json,md}
+    python bench/rerank.py --device cuda    # (bench/gpu.sh) rerank_throughput_cuda.{json,md}
 """
 
 from __future__ import annotations
