@@ -84,7 +84,7 @@ def main() -> None:
 @click.option("--stages", help="Comma-separated stages to run (default: all, in pipeline order).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 def build(config_path: str, build_dir: str | None, db: str | None, stages: str | None, progress: bool | None) -> None:
-    """Run the build flow (Prefect) on a config: classes -> sentences -> ... into the build store.
+    """Run the build flow (Prefect): classes, vocabulary, sentences, synonyms, images, rerank, annotation, queries.
 
     Every stage is re-runnable: a rerun skips finished work and adds no duplicate rows.
     """

@@ -108,7 +108,7 @@ def run(ctx: BuildContext) -> dict[str, int]:
 def _run_chunk(ctx: BuildContext, entities: list[tuple[int, str]], index: dict[str, int], counts: Counter) -> None:
     limits = ctx.config.limits
     source = ctx.source
-    excluded = {t for t in _excluded_articles(ctx)}
+    excluded = _excluded_articles(ctx)
     wanted_ids = {pid for pid, _ in entities}
 
     # backlinks: which articles to read, and for which entities
