@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "wikidata"
-ENTITY = "http://www.wikidata.org/entity/"
+ENTITY = "http://www.wikidata.org/entity/"  # offline-ok: an IRI in replayed results, never fetched
 JSON_TYPE = "application/sparql-results+json"
 
 

@@ -134,7 +134,7 @@ def test_sitelinks_by_title(server):
     results = c.fetch_qids(["Douglas Adams", "Lion", "No such article"])
     assert results[0].found == {"Douglas Adams": "Q42", "Lion": "Q140"}
     assert results[1].outcome == "empty"
-    assert "schema:isPartOf <https://en.wikipedia.org/>" in server.requests[0]["query"]
+    assert "schema:isPartOf <https://en.wikipedia.org/>" in server.requests[0]["query"]  # offline-ok: text of the query sent to the local server
 
 
 def test_bad_input_is_refused_before_any_query():
