@@ -146,3 +146,13 @@ def test_demo_build_on_postgresql_matches_sqlite(demo_build, pg_url, tmp_path):
     sqlite_counts = table_counts(ctx.store)
     assert table_counts(pg.store) == sqlite_counts
     pg.close()
+
+
+def test_links_written_through_a_redirect_reach_the_entity(demo_build):
+    from mesed_build.sentences.stage import _title_index, _vocabulary
+
+    ctx, _ = demo_build
+    vocab = _vocabulary(ctx)
+    ayn_rand = next(pid for pid, title in vocab if title == "Ayn Rand")
+    index = _title_index(ctx, vocab)
+    assert index["AynRand"] == ayn_rand  # the excerpt's redirect page AynRand -> Ayn Rand

@@ -72,17 +72,12 @@ def _done_entities(ctx: BuildContext) -> set[int]:
 
 
 def _title_index(ctx: BuildContext, vocab: list[tuple[int, str]]) -> dict[str, int]:
-    """Link target title -> vocabulary entity, including the redirects the store knows of."""
+    """Link target title -> vocabulary entity, the redirects that lead to it included."""
     index = {title: page_id for page_id, title in vocab}
-    titles = list(index)
-    with ctx.store.engine.connect() as c:
-        for i in range(0, len(titles), 500):
-            for row in c.execute(
-                sa.select(st.pages.c.title, st.pages.c.redirect_target).where(
-                    st.pages.c.wiki == ctx.wiki, st.pages.c.redirect_target.in_(titles[i : i + 500])
-                )
-            ):
-                index.setdefault(row.title, index[row.redirect_target])
+    for target, redirects in ctx.source.redirects_to(list(index)).items():
+        for redirect in redirects:
+            if target in index:
+                index.setdefault(redirect, index[target])
     return index
 
 

@@ -413,6 +413,21 @@ class MediaWikiAPI(WikiSource):
         refs = list(found.values())
         return refs if limit is None else refs[:limit]
 
+    def redirects_to(self, titles: Iterable[str]) -> dict[str, list[str]]:
+        """prop=redirects, 50 titles a request, every continuation followed."""
+        wanted = list(dict.fromkeys(normalize_title(t) for t in titles))
+        out: dict[str, list[str]] = {t: [] for t in wanted}
+        for start in range(0, len(wanted), TITLES_PER_REQUEST):
+            batch = wanted[start:start + TITLES_PER_REQUEST]
+            for data in self.query({
+                "prop": "redirects", "titles": "|".join(batch), "rdnamespace": 0, "rdprop": "title",
+                "rdlimit": "max",
+            }):
+                for page in _pages(data.get("query") or {}):
+                    redirects = out.setdefault(page.get("title", ""), [])
+                    redirects.extend(r["title"] for r in page.get("redirects") or [] if r.get("title"))
+        return {title: sorted(set(found)) for title, found in out.items()}
+
     def category_members(self, category: str) -> list[PageRef]:
         if not category.lower().startswith("category:"):
             category = f"Category:{category}"

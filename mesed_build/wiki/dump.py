@@ -277,16 +277,21 @@ class DumpSource(WikiSource):
                     if not remaining:
                         return
 
-    def _titles_redirecting_to(self, title: str) -> list[str]:
+    def redirects_to(self, titles: Iterable[str]) -> dict[str, list[str]]:
+        self.ensure_index()
+        wanted = sorted({normalize_title(t) for t in titles})
+        out: dict[str, list[str]] = {t: [] for t in wanted}
         with self.store.engine.connect() as c:
-            return [
-                r[0]
-                for r in c.execute(
-                    sa.select(st.pages.c.title).where(
-                        st.pages.c.wiki == self.wiki, st.pages.c.redirect_target == title
-                    )
+            for i in range(0, len(wanted), 500):
+                rows = c.execute(
+                    sa.select(st.pages.c.title, st.pages.c.redirect_target)
+                    .where(st.pages.c.wiki == self.wiki, st.pages.c.namespace == 0,
+                           st.pages.c.redirect_target.in_(wanted[i : i + 500]))
+                    .order_by(st.pages.c.title)
                 )
-            ]
+                for title, target in rows:
+                    out[target].append(title)
+        return out
 
     def _linking_pages(self, targets: list[str], limit: int | None) -> list[PageRef]:
         with self.store.engine.connect() as c:
@@ -306,7 +311,7 @@ class DumpSource(WikiSource):
     def backlinks(self, title: str, limit: int | None = None) -> list[PageRef]:
         self.ensure_index()
         title = normalize_title(title)
-        return self._linking_pages([title, *self._titles_redirecting_to(title)], limit)
+        return self._linking_pages([title, *self.redirects_to([title])[title]], limit)
 
     def category_members(self, category: str) -> list[PageRef]:
         self.ensure_index()

@@ -96,6 +96,10 @@ class WikiSource(abc.ABC):
         """Namespace-0 articles that link to `title`, directly or through a redirect to it."""
 
     @abc.abstractmethod
+    def redirects_to(self, titles: Iterable[str]) -> dict[str, list[str]]:
+        """Canonical title -> the namespace-0 redirect titles that lead to it (links are often written so)."""
+
+    @abc.abstractmethod
     def category_members(self, category: str) -> list[PageRef]:
         """Namespace-0 members of a category ('Category:...')."""
 

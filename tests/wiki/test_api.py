@@ -429,3 +429,27 @@ def test_an_unrecorded_continuation_is_not_answered_with_the_first_page(replay_s
     with pytest.raises(WikiError, match="HTTP 404"):
         client(server).search("Python programming", limit=15)
     assert [r.params.get("sroffset") for r in server.requests] == [None, "10"]
+
+
+# --- redirects_to (scripted: prop=redirects in MediaWiki's formatversion-2 shape) ---------------
+def test_redirects_to_follows_continuation_per_batch(replay_server):
+    server = replay_server()
+    server.script(
+        Scripted(body={"continue": {"rdcontinue": "23862|45", "continue": "||"}, "query": {"pages": [
+            {"pageid": 23862, "ns": 0, "title": PYTHON,
+             "redirects": [{"pageid": 11, "ns": 0, "title": "Python language"}]},
+            {"pageid": 12657, "ns": 0, "title": "Guido van Rossum"},
+        ]}}),
+        Scripted(body={"batchcomplete": True, "query": {"pages": [
+            {"pageid": 23862, "ns": 0, "title": PYTHON,
+             "redirects": [{"pageid": 12, "ns": 0, "title": "Python (language)"}]},
+            {"pageid": 12657, "ns": 0, "title": "Guido van Rossum",
+             "redirects": [{"pageid": 13, "ns": 0, "title": "Guido"}]},
+        ]}}),
+    )
+    got = client(server).redirects_to([PYTHON, "Guido van Rossum"])
+    assert got == {PYTHON: ["Python (language)", "Python language"], "Guido van Rossum": ["Guido"]}
+    first, second = (r.params for r in server.requests)
+    assert first["prop"] == "redirects" and first["rdnamespace"] == "0"
+    assert first["titles"].split("|") == [PYTHON, "Guido van Rossum"]
+    assert second["rdcontinue"] == "23862|45"

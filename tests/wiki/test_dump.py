@@ -119,3 +119,10 @@ def test_truncated_dump_names_the_cut_and_keeps_pages_before_it(tmp_path):
     DumpSource([EXCERPT], store).ensure_index()
     assert store.count(st.pages) == 206
     store.close()
+
+
+def test_redirects_to_lists_every_redirect_of_a_title(source):
+    expected = sorted(t for _, t, r in raw_pages(EXCERPT) if r == "Afroasiatic languages")
+    assert len(expected) >= 2
+    got = source.redirects_to(["Afroasiatic languages", "No such page at all"])
+    assert got == {"Afroasiatic languages": expected, "No such page at all": []}
