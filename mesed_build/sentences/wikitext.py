@@ -319,6 +319,20 @@ class _Builder:
         return text[:-1] if text.endswith(" ") else text
 
 
+def _emit_formatting(kind: str | None, match: re.Match, out: _Builder) -> bool:
+    """Bold/italic quotes, inline tags and external links, the same in body text and in anchors."""
+    if kind == "quotes":
+        out.text(_quotes(match.group("quotes")))
+    elif kind == "tag":
+        if match.group("tagname").lower() in _BREAKING_TAGS:
+            out.space_break()
+    elif kind == "ext":
+        _plain(match.group("label") or "", out)
+    else:
+        return False
+    return True
+
+
 def _plain(fragment: str, out: _Builder) -> None:
     """Emit the visible text of wikitext without links (an anchor, a label, a heading)."""
     pos = 0
@@ -326,14 +340,9 @@ def _plain(fragment: str, out: _Builder) -> None:
         out.text(fragment[pos : match.start()])
         pos = match.end()
         kind = match.lastgroup
-        if kind == "quotes":
-            out.text(_quotes(match.group("quotes")))
-        elif kind == "tag":
-            if match.group("tagname").lower() in _BREAKING_TAGS:
-                out.space_break()
-        elif kind == "ext":
-            _plain(match.group("label") or "", out)
-        elif kind == "link":  # a link inside an anchor is malformed: keep its text only
+        if _emit_formatting(kind, match, out):
+            continue
+        if kind == "link":  # a link inside an anchor is malformed: keep its text only
             _plain(match.group("anchor") if match.group("anchor") is not None else match.group("target"), out)
             out.text(match.group("trail") or "")
     out.text(fragment[pos:])
@@ -379,13 +388,8 @@ def _convert(raw: str, section: str, drops: collections.Counter) -> Paragraph | 
                 links.append(Link(start, out.length, target, anchor))
             if shown[-1:].isspace() and not match.group("trail"):
                 out.space_break()
-        elif kind == "quotes":
-            out.text(_quotes(match.group("quotes")))
-        elif kind == "tag":
-            if match.group("tagname").lower() in _BREAKING_TAGS:
-                out.space_break()
-        elif kind == "ext":
-            _plain(match.group("label") or "", out)
+        elif _emit_formatting(kind, match, out):
+            pass
         else:  # stray [[ or ]]
             drops[UNBALANCED_LINK] += 1
     out.text(raw[pos:])
