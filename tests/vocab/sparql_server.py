@@ -128,8 +128,11 @@ class SparqlServer:
         return {"head": {"vars": ["item", "label", "alt"]}, "results": {"bindings": bindings}}
 
     def _answer(self, handler: BaseHTTPRequestHandler, method: str, query: str) -> None:
+        # Logged on arrival and stamped "end" before the body goes out: the client can send its next
+        # query as soon as it has the body, before this handler thread would otherwise get to log.
         entry = {"method": method, "headers": dict(handler.headers), "query": query, "start": time.monotonic()}
         with self._lock:
+            self.requests.append(entry)
             fault = self.faults.popleft() if self.faults else None
         try:
             if fault is not None and fault.delay_s:
@@ -147,9 +150,8 @@ class SparqlServer:
             for name, value in headers:
                 handler.send_header(name, value)
             handler.end_headers()
+            entry["end"] = time.monotonic()
             handler.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             entry["status"] = "client gone"
-        finally:
-            entry["end"] = time.monotonic()
-            self.requests.append(entry)
+            entry.setdefault("end", time.monotonic())
