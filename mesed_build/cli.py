@@ -22,6 +22,7 @@ def _user_errors():
     # the library's error types whose messages already name the file, line or URL
     from mesed_build.config import ConfigError
     from mesed_build.export.mesed import ExportError
+    from mesed_build.store import StoreLayoutError
     from mesed_build.wiki.source import WikiError
 
     from mesed_build.images.providers import ProviderError
@@ -29,13 +30,13 @@ def _user_errors():
     from mesed_build.rerank.models import ModelNotAvailable, UnknownModel
 
     return (ConfigError, WikiError, ExportError, FileNotFoundError, ProviderError, QueryModelError,
-            ModelNotAvailable, UnknownModel)
+            ModelNotAvailable, UnknownModel, StoreLayoutError)
 
 
 def open_store(config_path: str | None, build_dir: str | None, db: str | None):
     """The store a command works on: --db wins, then --config's database, then --build-dir."""
     from mesed_build.config import load_config
-    from mesed_build.store import Store
+    from mesed_build.store import Store, StoreLayoutError
 
     if db:
         url = db
@@ -48,7 +49,10 @@ def open_store(config_path: str | None, build_dir: str | None, db: str | None):
             raise UserError(f"{store_file}: no build store here (run `mesed-build build --config ...` first, "
                             "or pass --build-dir/--config/--db)")
         url = f"sqlite:///{store_file.as_posix()}"
-    return Store(url)
+    try:
+        return Store(url)
+    except StoreLayoutError as exc:
+        raise UserError(str(exc)) from exc
 
 
 store_options = [

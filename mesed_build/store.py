@@ -466,6 +466,34 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+class StoreLayoutError(RuntimeError):
+    """The store's tables were written by a mesed-build with another table layout."""
+
+
+def layout_differences(engine: sa.Engine) -> list[str]:
+    """How the existing tables differ from this version's: one line per table, none for a fresh store.
+
+    Tables this version adds are not differences (they are created); a column added, removed or
+    renamed in a table the store already has is, because the store has no migrations.
+    """
+    inspector = sa.inspect(engine)
+    existing = set(inspector.get_table_names())
+    differences = []
+    for table in metadata.sorted_tables:
+        if table.name not in existing:
+            continue
+        found = {column["name"] for column in inspector.get_columns(table.name)}
+        expected = {column.name for column in table.columns}
+        parts = []
+        if expected - found:
+            parts.append("lacks " + ", ".join(sorted(expected - found)))
+        if found - expected:
+            parts.append("has unknown " + ", ".join(sorted(found - expected)))
+        if parts:
+            differences.append(f"table {table.name!r} " + "; ".join(parts))
+    return differences
+
+
 class Store:
     """A connection to one build's store, with idempotent upserts."""
 
@@ -476,6 +504,14 @@ class Store:
         self.engine = sa.create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        differences = layout_differences(self.engine)
+        if differences:
+            self.engine.dispose()
+            where = self.engine.url.render_as_string(hide_password=True)
+            raise StoreLayoutError(
+                f"{where}: this store was written by a mesed-build with another table layout ("
+                + "; ".join(differences) + "). The store has no migrations: build into a new --build-dir "
+                "or database (or delete this one) and rerun `mesed-build build`.")
         if create:
             metadata.create_all(self.engine)
 

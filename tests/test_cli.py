@@ -76,3 +76,15 @@ def test_help_explains_commands():
     assert run.returncode == 0
     for command in ("build", "serve", "stats", "export"):
         assert command in run.stdout
+
+
+def test_a_store_with_another_layout_is_a_clear_error(tmp_path):
+    import sqlite3
+
+    build_dir = tmp_path / "old"
+    build_dir.mkdir()
+    with sqlite3.connect(build_dir / "store.sqlite") as conn:
+        conn.execute("CREATE TABLE classes (name TEXT PRIMARY KEY, level TEXT)")
+    run = cli("stats", "--build-dir", str(build_dir), timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "store.sqlite" in run.stderr and "table 'classes' lacks parent, position, sources" in run.stderr

@@ -63,3 +63,32 @@ def test_build_manifest_records_stages(store):
     build = store.latest_build()
     assert build["status"] == "completed" and build["finished_at"] is not None
     assert build["stage_runs"]["classes"]["counts"] == {"entities": 3}
+
+
+def test_a_store_with_another_table_layout_is_refused_by_name_and_kept(request, tmp_path):
+    """A store from a version whose `pages` lacked a column: opening it names the table and column
+    and neither creates nor drops anything."""
+    for url in (f"sqlite:///{tmp_path}/old.sqlite", request.getfixturevalue("pg_url")):
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE pages (wiki VARCHAR(32), page_id BIGINT, title VARCHAR(512), "
+                                 "legacy_flag INTEGER, PRIMARY KEY (wiki, page_id))")
+            conn.exec_driver_sql("INSERT INTO pages VALUES ('enwiki', 1, 'Ada Lovelace', 0)")
+        with pytest.raises(st.StoreLayoutError) as caught:
+            st.Store(url)
+        message = str(caught.value)
+        assert "table 'pages' lacks is_disambiguation, namespace, redirect_target, rev_id" in message
+        assert "has unknown legacy_flag" in message
+        assert "no migrations" in message
+        with engine.connect() as conn:
+            assert sa.inspect(conn).get_table_names() == ["pages"]  # nothing created
+            assert conn.exec_driver_sql("SELECT title FROM pages").scalar() == "Ada Lovelace"
+        engine.dispose()
+
+
+def test_a_store_of_this_version_reopens(store):
+    store.upsert(st.pages, [{"wiki": "enwiki", "page_id": 1, "title": "Ada Lovelace"}])
+    assert st.layout_differences(store.engine) == []
+    again = st.Store(store.url)
+    assert again.count(st.pages) == 1
+    again.close()
