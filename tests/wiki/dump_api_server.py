@@ -3,7 +3,9 @@
 No recorded API answers exist for list-page wikitext, pageprops or backlinks through redirects, so
 this server serves the real excerpt's pages in the API's documented formatversion-2 shapes. It
 implements only what the build's stages ask: prop=info|pageprops, prop=revisions, prop=redirects,
-list=backlinks (blredirect), list=categorymembers.
+list=backlinks (blredirect), list=categorymembers, list=random (a new draw on every request, as
+MediaWiki's is unseeded) and list=search (titles holding every query word: the excerpt has no
+CirrusSearch behind it, so hits are plausible, not the ranking enwiki would give).
 """
 
 from __future__ import annotations
@@ -97,6 +99,12 @@ class DumpBackedAPI:
             name = normalize_title(params["cmtitle"].split(":", 1)[1])
             q["categorymembers"] = [{"pageid": r.page_id, "ns": 0, "title": r.title}
                                     for r in self.source._linking_pages([CATEGORY_PREFIX + name], None)]
+        elif lst == "random":
+            drawn = self.source.random_pages(int(params["rnlimit"]), seed=len(self.requests))
+            q["random"] = [{"id": r.page_id, "ns": 0, "title": r.title} for r in drawn]
+        elif lst == "search":
+            hits = self.source.search(params["srsearch"], limit=int(params["srlimit"]))
+            q["search"] = [{"ns": 0, "title": r.title, "pageid": r.page_id} for r in hits]
         else:
             return {"error": {"code": "badvalue", "info": f"not served by this test server: {params}"}}
         return {"batchcomplete": True, "query": q}
