@@ -15,6 +15,7 @@ from typing import Any
 import requests
 import tenacity
 
+from mesed_build.http import parse_retry_after
 from mesed_build.images.providers.base import Candidate, ImageSearchProvider, ProviderError
 
 COMMONS_ENDPOINT = "https://commons.wikimedia.org/w/api.php"
@@ -61,7 +62,7 @@ class MediaWikiClient:
             response = self.session.get(self.endpoint, params=query, timeout=self.timeout_s)
         except requests.RequestException as exc:
             raise _Retry(f"{exc}") from exc
-        retry_after = _seconds(response.headers.get("Retry-After"))
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if response.status_code in (429, 500, 502, 503, 504):
             raise _Retry(f"HTTP {response.status_code}", retry_after)
         if response.status_code != 200:
@@ -76,13 +77,6 @@ class MediaWikiClient:
                 raise _Retry(f"maxlag: {error.get('info')}", retry_after or 5.0)
             raise ProviderError(f"{response.url}: API error {error.get('code')}: {error.get('info')}")
         return data
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
 
 
 def _mime(candidate: Candidate) -> str | None:

@@ -1,28 +1,53 @@
 """Google Programmable Search (Custom Search JSON API) with `searchType=image`.
 
 The API key and engine id come from the environment (GOOGLE_CSE_KEY, GOOGLE_CSE_CX by default; the
-variable names are configurable), never from the build config, so configs can be shared.
+variable names are configurable), never from the build config, so configs can be shared. 429 and 5xx
+answers are retried with exponential backoff that honours `Retry-After`; a spent daily quota (403)
+and any other refusal stop at once, since retrying cannot help. The key never appears in an error.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
+import tenacity
 
+from mesed_build.http import parse_retry_after
 from mesed_build.images.providers.base import Candidate, ImageSearchProvider, ProviderError
 
 ENDPOINT = "https://customsearch.googleapis.com/customsearch/v1"
+PAGE_SIZE = 10  # the API's most results per request (`num`)
+
+
+class _Retry(Exception):
+    def __init__(self, detail: str, retry_after: float | None = None):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+def _api_error(response: requests.Response) -> str:
+    """The API's own reason ("dailyLimitExceeded: Quota exceeded ...") or the start of the body."""
+    try:
+        error = response.json().get("error") or {}
+    except ValueError:
+        return response.text[:200]
+    reasons = [e.get("reason") for e in error.get("errors") or [] if e.get("reason")]
+    return ": ".join(filter(None, [", ".join(reasons), error.get("message")])) or response.text[:200]
 
 
 class GoogleCSEProvider(ImageSearchProvider):
     name = "google-cse"
 
     def __init__(self, key: str, cx: str, *, endpoint: str = ENDPOINT, user_agent: str = "mesed-build",
-                 timeout_s: float = 30.0):
+                 timeout_s: float = 30.0, max_retries: int = 4, backoff_s: float = 1.0,
+                 max_retry_after_s: float = 300.0, sleep: Callable[[float], None] = time.sleep):
         self.key, self.cx, self.endpoint, self.timeout_s = key, cx, endpoint, timeout_s
+        self.max_retries, self.backoff_s, self.max_retry_after_s = max_retries, backoff_s, max_retry_after_s
+        self._sleep = sleep
         self.session = requests.Session()
         self.session.headers["User-Agent"] = user_agent
 
@@ -40,20 +65,64 @@ class GoogleCSEProvider(ImageSearchProvider):
                    user_agent=options.get("user_agent") or "mesed-build",
                    timeout_s=float(options.get("timeout_s", 30)))
 
+    def close(self) -> None:
+        self.session.close()
+
     def search(self, query: str, limit: int = 10) -> list[Candidate]:
-        params = {"key": self.key, "cx": self.cx, "q": query, "searchType": "image", "num": min(10, limit)}
+        out: list[Candidate] = []
+        start = 1
+        while len(out) < limit:
+            items = self._page(query, start, min(PAGE_SIZE, limit - len(out)))
+            out.extend(self._candidate(item) for item in items if item.get("link"))
+            if len(items) < PAGE_SIZE:
+                break
+            start += len(items)
+        return out[:limit]
+
+    @staticmethod
+    def _candidate(item: Mapping[str, Any]) -> Candidate:
+        image = item.get("image") or {}
+        return Candidate(
+            url=item["link"], source_page=image.get("contextLink"), title=item.get("title"),
+            licence=None,  # the API does not report licences; rights filtering is the engine's `rights` setting
+            width=image.get("width"), height=image.get("height"), mime=item.get("mime"),
+        )
+
+    def _page(self, query: str, start: int, num: int) -> list[dict]:
+        params = {"key": self.key, "cx": self.cx, "q": query, "searchType": "image", "num": num, "start": start}
+        where = f"{self.endpoint} (q={query!r}, start={start})"
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            return max(self.backoff_s * 2 ** (state.attempt_number - 1), getattr(exc, "retry_after", None) or 0.0)
+
+        try:
+            return tenacity.Retrying(stop=tenacity.stop_after_attempt(self.max_retries + 1), wait=wait,
+                                     retry=tenacity.retry_if_exception_type(_Retry), sleep=self._sleep,
+                                     reraise=True)(self._get_once, params, where)
+        except _Retry as exc:
+            raise ProviderError(f"{where}: gave up after {self.max_retries + 1} tries: {exc}") from exc
+
+    def _get_once(self, params: dict, where: str) -> list[dict]:
         try:
             response = self.session.get(self.endpoint, params=params, timeout=self.timeout_s)
         except requests.RequestException as exc:
-            raise ProviderError(f"{self.endpoint}: {exc}") from exc
+            # the exception's text holds the request URL, and with it the key
+            raise _Retry(type(exc).__name__) from None
+        if response.status_code in (429, 500, 502, 503, 504):
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after is not None and retry_after > self.max_retry_after_s:
+                raise ProviderError(f"{where}: HTTP {response.status_code}, asked to wait {retry_after:.0f} s "
+                                    f"(over max {self.max_retry_after_s:.0f} s): {_api_error(response)}")
+            raise _Retry(f"HTTP {response.status_code}: {_api_error(response)}", retry_after)
         if response.status_code != 200:
-            raise ProviderError(f"{self.endpoint}: HTTP {response.status_code} for q={query!r}: {response.text[:200]}")
-        out = []
-        for item in response.json().get("items") or []:
-            image = item.get("image") or {}
-            out.append(Candidate(
-                url=item["link"], source_page=image.get("contextLink"), title=item.get("title"),
-                licence=None,  # the API does not report licences; rights filtering is the `rights` parameter
-                width=image.get("width"), height=image.get("height"), mime=item.get("mime"),
-            ))
-        return out[:limit]
+            raise ProviderError(f"{where}: HTTP {response.status_code}: {_api_error(response)}")
+        try:
+            data = response.json()
+        except ValueError:
+            raise ProviderError(f"{where}: the answer is not JSON (expected a customsearch#search object): "
+                                f"{response.text[:120]!r}") from None
+        items = data.get("items") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(items, (list, type(None))):
+            raise ProviderError(f"{where}: expected a customsearch#search object with an `items` list")
+        return items or []
