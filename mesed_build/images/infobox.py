@@ -1,8 +1,10 @@
-"""The entity's infobox (page) image, Img(e) in eq. 1.
+"""The entity's infobox image, Img(e) in eq. 1.
 
-From a dump: the `image =` parameter of the page's first Infobox template (mwparserfromhell).
-From the live API: `prop=pageimages` (the page image MediaWiki picked, usually the infobox's).
-Either way it is a file name, resolved to a URL through `imageinfo` (or the local pool).
+On either source it is the image parameter of the page's first Infobox template (mwparserfromhell),
+so a dump build and an API build of the same pages pick the same file. On the live API a page whose
+wikitext names none falls back to `prop=pageimages` (the image MediaWiki picked for the page, from
+infoboxes with other parameter names or from the lead). The file name is then resolved to a URL
+through `imageinfo` (or the local pool).
 """
 
 from __future__ import annotations
@@ -54,10 +56,28 @@ def page_images(client, titles: Iterable[str]) -> dict[str, str | None]:
         data = client.get({"action": "query", "prop": "pageimages", "piprop": "name",
                            "titles": "|".join(titles[i : i + 50]), "redirects": "1"})
         query = data.get("query") or {}
-        back = {n["to"]: n["from"] for n in (query.get("normalized") or []) + (query.get("redirects") or [])}
+        back = {n["to"]: n["from"] for n in query.get("normalized") or []}
+        for r in query.get("redirects") or []:
+            back[r["to"]] = back.get(r["from"], r["from"])  # a redirect's source may itself be normalised
         pages = query.get("pages") or []
         for page in pages.values() if isinstance(pages, dict) else pages:
             name = page.get("pageimage")
             title = page.get("title", "")
             out[back.get(title, title)] = name.replace("_", " ") if name else None
     return out
+
+
+def infobox_file_names(source, titles: Iterable[str], page_image_client=None) -> dict[str, str | None]:
+    """title -> infobox image file name (None: the page names none) for pages of `source` (a WikiSource).
+
+    page_image_client: a MediaWiki client on the same wiki; pages without an infobox image then get
+    their `prop=pageimages` image instead.
+    """
+    names: dict[str, str | None] = dict.fromkeys(titles)
+    for page in source.wikitext(sorted(names)):
+        if page.title in names:
+            names[page.title] = infobox_image_from_wikitext(page.text)
+    missing = [t for t, name in names.items() if name is None]
+    if page_image_client is not None and missing:
+        names.update({t: name for t, name in page_images(page_image_client, missing).items() if name})
+    return names

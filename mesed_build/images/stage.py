@@ -22,8 +22,9 @@ from mesed_build.config import resolve_data_path
 from mesed_build.context import BuildContext
 from mesed_build.images.content_store import ContentStore
 from mesed_build.images.downloader import Downloader, DownloaderConfig, FetchResult
-from mesed_build.images.infobox import infobox_image_from_wikitext
+from mesed_build.images.infobox import infobox_file_names
 from mesed_build.images.providers import Candidate, ImageSearchProvider, ProviderError, get_provider
+from mesed_build.images.providers.commons import CommonsProvider, MediaWikiClient
 from mesed_build.images.query import DEFAULT_SENTENCE_MODEL
 
 STAGE = "images"
@@ -235,8 +236,8 @@ def download_candidates(ctx: BuildContext, downloader: Downloader, counts: Count
 
 def infobox_images(ctx: BuildContext, items: list[Item], provider: ImageSearchProvider, downloader: Downloader,
                    opts: Mapping[str, Any], counts: Counter) -> None:
-    """Img(e) for every entity of `items`: the dump's infobox `image =` (or the API's page image),
-    resolved in the local pool or through Commons imageinfo, then downloaded like any candidate."""
+    """Img(e) for every entity of `items`: its infobox image (mesed_build.images.infobox), resolved in
+    the local pool or through imageinfo, then downloaded like any candidate."""
     with ctx.store.engine.connect() as c:
         done = {int(r[0]) for r in c.execute(sa.select(st.infobox_images.c.page_id).where(
             st.infobox_images.c.wiki == ctx.wiki))}
@@ -244,32 +245,23 @@ def infobox_images(ctx: BuildContext, items: list[Item], provider: ImageSearchPr
     if not entities:
         return
     titles = {title: pid for pid, title in entities.items()}
-    names: dict[int, str | None] = {pid: None for pid in entities}
-    if ctx.config.wiki["source"] == "dump":
-        for page in ctx.source.wikitext(sorted(titles)):
-            pid = titles.get(page.title)
-            if pid is not None:
-                names[pid] = infobox_image_from_wikitext(page.text)
-    else:
-        from mesed_build.images.infobox import page_images
-        from mesed_build.images.providers.commons import MediaWikiClient
-
+    client = None
+    if ctx.config.wiki["source"] == "api":
         api = ctx.config.wiki["api"]
         client = MediaWikiClient(api["endpoint"], api["user_agent"])
-        for title, name in page_images(client, sorted(titles)).items():
-            names[titles[title]] = name
+    names = {titles[t]: name for t, name in infobox_file_names(ctx.source, titles, client).items()}
 
     urls: dict[int, str] = {}
     meta: dict[str, tuple[str | None, str | None]] = {}
     rows: dict[int, dict] = {}
-    resolver = _infobox_resolver(provider, opts)
+    files = _resolve_files(provider, opts, client, (name for name in names.values() if name))
     for pid, name in names.items():
         row = {"wiki": ctx.wiki, "page_id": pid, "file_title": name, "url": None, "image_sha256": None}
         rows[pid] = row
         if name is None:
             row["status"] = "no_infobox_image"
             continue
-        cand = resolver(name)
+        cand = files.get(name)
         if cand is None:
             row["status"] = "not_in_pool" if provider.name == "local" else "file_not_found"
             continue
@@ -289,19 +281,20 @@ def infobox_images(ctx: BuildContext, items: list[Item], provider: ImageSearchPr
         ctx.store.record_drops(drops, conn=conn)
 
 
-def _infobox_resolver(provider: ImageSearchProvider, opts: Mapping[str, Any]):
+def _resolve_files(provider: ImageSearchProvider, opts: Mapping[str, Any], wiki: MediaWikiClient | None,
+                   names: Iterable[str]) -> dict[str, Candidate]:
+    """File name -> Candidate: from the local pool, else through imageinfo on the wiki itself (API
+    builds: it serves the files it shares from Commons and its own non-free ones), else on Commons."""
+    names = sorted(set(names))
     if provider.name == "local":
-        def from_pool(name: str) -> Candidate | None:
-            entry = provider.by_file_name(name)
-            return provider.candidate(entry) if entry is not None else None
-        return from_pool
-    from mesed_build.images.providers.commons import CommonsProvider
-
-    commons = provider if isinstance(provider, CommonsProvider) else CommonsProvider.from_options(opts)
-
-    def from_commons(name: str) -> Candidate | None:
-        return commons.imageinfo([f"File:{name}"]).get(f"File:{name}")
-    return from_commons
+        entries = {name: provider.by_file_name(name) for name in names}
+        return {name: provider.candidate(entry) for name, entry in entries.items() if entry is not None}
+    if wiki is not None:
+        files = CommonsProvider(wiki)
+    else:
+        files = provider if isinstance(provider, CommonsProvider) else CommonsProvider.from_options(opts)
+    found = files.imageinfo(f"File:{name}" for name in names)  # 50 titles a request
+    return {name: found[f"File:{name}"] for name in names if f"File:{name}" in found}
 
 
 def preflight(ctx: BuildContext) -> None:

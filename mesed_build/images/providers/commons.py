@@ -155,10 +155,13 @@ class CommonsProvider(ImageSearchProvider):
                 "iiextmetadatafilter": EXTMETADATA_FILTER, "iilimit": "1", "redirects": "1",
             })
             found = parse_imageinfo(data)
-            # the API answers with normalised titles; map them back to what we asked for
-            renamed = {n["to"]: n["from"] for n in (data.get("query") or {}).get("normalized") or []}
+            # the API answers with normalised titles and redirect targets; map them back to what we asked for
+            query = data.get("query") or {}
+            asked = {n["to"]: n["from"] for n in query.get("normalized") or []}
+            for r in query.get("redirects") or []:
+                asked[r["to"]] = asked.get(r["from"], r["from"])
             for title, candidate in found.items():
-                out[renamed.get(title, title)] = candidate
+                out[asked.get(title, title)] = candidate
         return out
 
     def search(self, query: str, limit: int = 10) -> list[Candidate]:
