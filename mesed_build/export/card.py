@@ -10,7 +10,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import sqlalchemy as sa
 import yaml
 
 from mesed_build import __version__

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 
 import sqlalchemy as sa
 from tqdm.auto import tqdm

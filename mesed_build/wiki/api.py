@@ -21,7 +21,6 @@ import json
 import logging
 import re
 import threading
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit

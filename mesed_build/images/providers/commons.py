@@ -13,21 +13,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import requests
-import tenacity
 
-from mesed_build.http import parse_retry_after
+from mesed_build.http import Retryable, call_with_retries, parse_retry_after
 from mesed_build.images.providers.base import Candidate, ImageSearchProvider, ProviderError
 
 COMMONS_ENDPOINT = "https://commons.wikimedia.org/w/api.php"
 RASTER_MIMES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/tiff", "image/bmp"})
 IIPROP = "url|size|mime|extmetadata"
 EXTMETADATA_FILTER = "LicenseShortName|UsageTerms|License"
-
-
-class _Retry(Exception):
-    def __init__(self, detail: str, retry_after: float | None = None):
-        super().__init__(detail)
-        self.retry_after = retry_after
 
 
 class MediaWikiClient:
@@ -46,35 +39,30 @@ class MediaWikiClient:
     def get(self, params: Mapping[str, Any]) -> dict:
         query = {"format": "json", "formatversion": "2", "maxlag": str(self.maxlag), **params}
 
-        def wait(state: tenacity.RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            return max(self.backoff_s * 2 ** (state.attempt_number - 1), getattr(exc, "retry_after", None) or 0.0)
-
         try:
-            return tenacity.Retrying(stop=tenacity.stop_after_attempt(self.max_retries + 1), wait=wait,
-                                     retry=tenacity.retry_if_exception_type(_Retry), sleep=self._sleep,
-                                     reraise=True)(self._get_once, query)
-        except _Retry as exc:
+            return call_with_retries(lambda: self._get_once(query), max_retries=self.max_retries,
+                                     backoff_s=self.backoff_s, sleep=self._sleep)
+        except Retryable as exc:
             raise ProviderError(f"{self.endpoint}: gave up after {self.max_retries + 1} tries: {exc}") from exc
 
     def _get_once(self, query: dict) -> dict:
         try:
             response = self.session.get(self.endpoint, params=query, timeout=self.timeout_s)
         except requests.RequestException as exc:
-            raise _Retry(f"{exc}") from exc
+            raise Retryable(f"{exc}") from exc
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if response.status_code in (429, 500, 502, 503, 504):
-            raise _Retry(f"HTTP {response.status_code}", retry_after)
+            raise Retryable(f"HTTP {response.status_code}", retry_after)
         if response.status_code != 200:
             raise ProviderError(f"{response.url}: HTTP {response.status_code}, expected 200 with a JSON body")
         try:
             data = response.json()
         except ValueError as exc:
-            raise _Retry(f"{response.url}: body is not JSON") from exc
+            raise Retryable(f"{response.url}: body is not JSON") from exc
         error = data.get("error") if isinstance(data, dict) else None
         if error:
             if error.get("code") == "maxlag":
-                raise _Retry(f"maxlag: {error.get('info')}", retry_after or 5.0)
+                raise Retryable(f"maxlag: {error.get('info')}", retry_after or 5.0)
             raise ProviderError(f"{response.url}: API error {error.get('code')}: {error.get('info')}")
         return data
 

@@ -14,19 +14,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
-import tenacity
 
-from mesed_build.http import parse_retry_after
+from mesed_build.http import Retryable, call_with_retries, parse_retry_after
 from mesed_build.images.providers.base import Candidate, ImageSearchProvider, ProviderError
 
 ENDPOINT = "https://customsearch.googleapis.com/customsearch/v1"
 PAGE_SIZE = 10  # the API's most results per request (`num`)
-
-
-class _Retry(Exception):
-    def __init__(self, detail: str, retry_after: float | None = None):
-        super().__init__(detail)
-        self.retry_after = retry_after
 
 
 def _api_error(response: requests.Response) -> str:
@@ -92,15 +85,10 @@ class GoogleCSEProvider(ImageSearchProvider):
         params = {"key": self.key, "cx": self.cx, "q": query, "searchType": "image", "num": num, "start": start}
         where = f"{self.endpoint} (q={query!r}, start={start})"
 
-        def wait(state: tenacity.RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            return max(self.backoff_s * 2 ** (state.attempt_number - 1), getattr(exc, "retry_after", None) or 0.0)
-
         try:
-            return tenacity.Retrying(stop=tenacity.stop_after_attempt(self.max_retries + 1), wait=wait,
-                                     retry=tenacity.retry_if_exception_type(_Retry), sleep=self._sleep,
-                                     reraise=True)(self._get_once, params, where)
-        except _Retry as exc:
+            return call_with_retries(lambda: self._get_once(params, where), max_retries=self.max_retries, backoff_s=self.backoff_s,
+                                     sleep=self._sleep)
+        except Retryable as exc:
             raise ProviderError(f"{where}: gave up after {self.max_retries + 1} tries: {exc}") from exc
 
     def _get_once(self, params: dict, where: str) -> list[dict]:
@@ -108,13 +96,13 @@ class GoogleCSEProvider(ImageSearchProvider):
             response = self.session.get(self.endpoint, params=params, timeout=self.timeout_s)
         except requests.RequestException as exc:
             # the exception's text holds the request URL, and with it the key
-            raise _Retry(type(exc).__name__) from None
+            raise Retryable(type(exc).__name__) from None
         if response.status_code in (429, 500, 502, 503, 504):
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is not None and retry_after > self.max_retry_after_s:
                 raise ProviderError(f"{where}: HTTP {response.status_code}, asked to wait {retry_after:.0f} s "
                                     f"(over max {self.max_retry_after_s:.0f} s): {_api_error(response)}")
-            raise _Retry(f"HTTP {response.status_code}: {_api_error(response)}", retry_after)
+            raise Retryable(f"HTTP {response.status_code}: {_api_error(response)}", retry_after)
         if response.status_code != 200:
             raise ProviderError(f"{where}: HTTP {response.status_code}: {_api_error(response)}")
         try:
