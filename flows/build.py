@@ -128,14 +128,3 @@ def build_flow(
         ctx.close()
     return results
 
-
-def serve(config_path: str, cron: str, name: str | None = None) -> None:
-    """Serve the build as a scheduled deployment (blocks; `flow.serve` with a cron schedule)."""
-    config = load_config(config_path)
-    build_flow.serve(
-        name=name or f"rebuild-{config.name}",
-        cron=cron,
-        parameters={"config_path": str(config_path)},
-        description=f"Scheduled rebuild of {config.name} from {config_path}",
-        tags=["mesed-build"],
-    )

@@ -123,8 +123,15 @@ def build(config_path: str, build_dir: str | None, db: str | None, stages: str |
 @click.option("--cron", default="0 3 1,20 * *", show_default=True,
               help="Schedule (the dumps appear on the 1st and the 20th of each month).")
 @click.option("--name", help="Deployment name [default: rebuild-<config name>].")
-def serve(config_path: str, cron: str, name: str | None) -> None:
-    """Serve the build flow as a scheduled Prefect deployment (blocks until interrupted)."""
+@click.option("--port", type=int, default=4200, show_default=True,
+              help="Port of the local Prefect server started when PREFECT_API_URL is not set.")
+def serve(config_path: str, cron: str, name: str | None, port: int) -> None:
+    """Serve the build flow as a scheduled Prefect deployment (blocks until interrupted).
+
+    With PREFECT_API_URL set, the deployment goes to that Prefect server. Without it, a local
+    `prefect server start` (with its scheduler) runs for as long as this command does: Prefect's
+    ephemeral server cannot fire schedules.
+    """
     from mesed_build.config import load_config
 
     try:
@@ -133,9 +140,14 @@ def serve(config_path: str, cron: str, name: str | None) -> None:
         raise UserError(str(exc)) from exc
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    from flows.build import serve as serve_flow
+    from flows.serve import ServeError, check_cron
+    from flows.serve import serve as serve_flow
 
-    serve_flow(config_path, cron, name)
+    try:
+        check_cron(cron)
+        serve_flow(config_path, cron, name, port)
+    except ServeError as exc:
+        raise UserError(str(exc)) from exc
 
 
 @main.command()
