@@ -8,7 +8,10 @@ scheduler on, the UI and analytics off) for as long as the deployment is served,
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +42,12 @@ def check_cron(cron: str) -> None:
                          f"'0 3 1,20 * *': minute hour day-of-month month day-of-week)") from exc
 
 
+def _stop_with_parent() -> None:
+    """In the server's child process: have Linux send it SIGTERM when `serve` dies, even by kill -9."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _port_is_free(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) != 0
@@ -54,7 +63,8 @@ def local_prefect_server(port: int = DEFAULT_PORT, startup_timeout_s: float = 18
     log = log_path.open("ab")
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
                "--scheduler", "--no-ui", "--analytics-off"]
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                              preexec_fn=_stop_with_parent if sys.platform == "linux" else None)
     url = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.monotonic() + startup_timeout_s
