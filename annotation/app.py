@@ -251,3 +251,10 @@ def create_app(store: st.Store, settings: AppSettings) -> FastAPI:
         return {"ok": True}
 
     return app
+
+
+def server_options(host: str, port: int, forwarded_allow_ips: str | None) -> dict:
+    """uvicorn settings: X-Forwarded-For is read only from the named proxies, never from anyone."""
+    trusted = {"proxy_headers": True, "forwarded_allow_ips": forwarded_allow_ips} if forwarded_allow_ips else \
+        {"proxy_headers": False}
+    return {"host": host, "port": port, "log_level": "info", **trusted}

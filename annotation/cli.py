@@ -106,12 +106,15 @@ def sync(config_path, build_dir, db, **flags) -> None:
 @click.option("--secure-cookies/--no-secure-cookies", default=False, show_default=True,
               help="Mark cookies Secure (set this when serving behind HTTPS).")
 @click.option("--no-sync", is_flag=True, help="Do not refresh the queue from the rerank choices at start.")
+@click.option("--forwarded-allow-ips", metavar="IPS",
+              help="Behind a reverse proxy: the proxy addresses (comma-separated) whose X-Forwarded-For is "
+                   "trusted, so login rate limits apply per real client. Off by default: the header is ignored.")
 def serve(config_path, build_dir, db, host: str, port: int, image_dir: str | None, secure_cookies: bool,
-          no_sync: bool, **flags) -> None:
+          no_sync: bool, forwarded_allow_ips: str | None, **flags) -> None:
     """Serve the review queue (uvicorn). Create accounts first with `annotate add-user`."""
     import uvicorn
 
-    from annotation.app import AppSettings, create_app
+    from annotation.app import AppSettings, create_app, server_options
     from annotation.auth import list_users
     from annotation.queue import QueueError, sync_items
 
@@ -129,7 +132,8 @@ def serve(config_path, build_dir, db, host: str, port: int, image_dir: str | Non
     root = _image_root(config_path, build_dir, image_dir, store)
     app = create_app(store, AppSettings(content_root=root, options=options, secure_cookies=secure_cookies))
     click.echo(f"serving the review queue on http://{host}:{port}/ (images from {root})")
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    uvicorn.run(app, **server_options(host, port, forwarded_allow_ips))
+
 
 
 @annotate.command("export-labelstudio")

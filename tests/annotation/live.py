@@ -10,13 +10,14 @@ import uvicorn
 
 
 class LiveServer:
-    def __init__(self, app):
+    def __init__(self, app, **uvicorn_options):
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         sock.close()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        options = {"host": "127.0.0.1", "port": self.port, "log_level": "warning", **uvicorn_options}
+        config = uvicorn.Config(app, access_log=False, **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -80,3 +80,35 @@ def test_four_annotators_in_parallel_over_http(demo_factory, record_property):
     rate = len(stored) / seconds
     record_property("labels_per_second", round(rate, 1))
     print(f"\n{len(stored)} labels by {len(names)} annotators in {seconds:.1f} s: {rate:.1f} labels/s (SQLite WAL)")
+
+
+def failed_logins_until_limited(base_url: str, forwarded_for: str, name: str, tries: int = 12) -> list[int]:
+    with httpx.Client(base_url=base_url, timeout=30, headers={"X-Forwarded-For": forwarded_for}) as client:
+        codes = []
+        for i in range(tries):
+            page = client.get("/login")
+            codes.append(client.post("/login", data={"username": name, "password": f"wrong {i}",
+                                                     "csrf": csrf_of(page.text)}).status_code)
+        return codes
+
+
+def test_rate_limits_follow_forwarded_for_only_from_a_trusted_proxy(demo_factory):
+    from annotation.app import server_options
+
+    demo = demo_factory()
+    add_user(demo, "alice")
+    # the limit holds per user name and per client address, so each check below uses a fresh name
+    # trusted proxy (this test's client is the proxy on 127.0.0.1): each forwarded client has its own budget
+    trusted = server_options("127.0.0.1", 0, "127.0.0.1")
+    del trusted["host"], trusted["port"]
+    app = create_app(demo.store, AppSettings(content_root=demo.root, options=demo.options()))
+    with LiveServer(app, **trusted) as server:
+        assert failed_logins_until_limited(server.url, "203.0.113.7", "alice")[-2:] == [429, 429]
+        assert failed_logins_until_limited(server.url, "198.51.100.9", "bob", tries=1) == [401]
+    # by default X-Forwarded-For is anyone's to forge, so it is ignored: one budget for the one real address
+    untrusted = server_options("127.0.0.1", 0, None)
+    del untrusted["host"], untrusted["port"]
+    app = create_app(demo.store, AppSettings(content_root=demo.root, options=demo.options()))
+    with LiveServer(app, **untrusted) as server:
+        assert failed_logins_until_limited(server.url, "203.0.113.7", "carol")[-2:] == [429, 429]
+        assert failed_logins_until_limited(server.url, "198.51.100.9", "dave", tries=1) == [429]
