@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from filelock import FileLock
+from filelock import Timeout as FileLockTimeout
 
 from mesed_build import store as st
 
@@ -67,9 +69,26 @@ def atomic_directory(out: Path, *, force: bool = False) -> Iterator[Path]:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out}: exists and is not a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # one export at a time per `out`: two at once would both pass the emptiness check below
+    # (the lock file lives in the temp dir, not beside the export it guards)
+    key = hashlib.sha256(str(out.resolve()).encode("utf-8")).hexdigest()[:16]
+    lock = FileLock(Path(tempfile.gettempdir()) / f"mesed-build-export-{key}.lock", timeout=0)
+    try:
+        lock.acquire()
+    except FileLockTimeout:
+        raise ExportError(f"{out}: another export to this directory is running; wait for it to finish") from None
+    try:
+        with _locked_directory(out, force) as tmp:
+            yield tmp
+    finally:
+        lock.release()
+
+
+@contextmanager
+def _locked_directory(out: Path, force: bool) -> Iterator[Path]:
     if out.exists() and any(out.iterdir()) and not force:
         raise ExportError(f"{out}: output directory exists and is not empty (use --force to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
     os.chmod(tmp, 0o755)

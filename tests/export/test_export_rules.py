@@ -255,3 +255,22 @@ def test_an_export_from_postgresql_equals_the_sqlite_one(export_build, export_al
     sqlite_files, pg_files = files_of(export_all["out"]), files_of(out)
     assert sqlite_files.keys() == pg_files.keys()
     assert [name for name in sqlite_files if sqlite_files[name] != pg_files[name]] == []
+
+
+def test_a_second_export_to_the_same_out_is_refused_while_the_first_runs(export_build, tmp_path):
+    from mesed_build.export.mesed import ExportError, atomic_directory
+
+    out = tmp_path / "out"
+    args = ["export", "--build-dir", str(export_build["build_dir"]), "--format", "mesed", "--out", str(out)]
+    with atomic_directory(out) as first:
+        (first / "marker.txt").write_text("the first export")
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code != 0 and "another export to this directory is running" in result.output
+        with pytest.raises(ExportError, match="another export"):
+            with atomic_directory(out, force=True):
+                pass
+    assert [p.name for p in out.iterdir()] == ["marker.txt"]  # the first one landed, untouched
+    # once it is done, the usual rule holds: --force is needed to replace it
+    assert "not empty" in CliRunner().invoke(main, args).output
+    assert CliRunner().invoke(main, [*args, "--force"]).exit_code == 0
+    assert (out / "entity2id.txt").exists()
