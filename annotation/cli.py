@@ -135,7 +135,6 @@ def serve(config_path, build_dir, db, host: str, port: int, image_dir: str | Non
     uvicorn.run(app, **server_options(host, port, forwarded_allow_ips))
 
 
-
 @annotate.command("export-labelstudio")
 @with_store_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for tasks.json and labeling-config.xml.")

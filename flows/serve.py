@@ -1,8 +1,9 @@
 """Scheduled rebuilds: the build flow served as a Prefect deployment with a cron schedule.
 
 Prefect's ephemeral in-process server has no scheduler, so a schedule served against it never
-fires. Without PREFECT_API_URL this module therefore starts a local `prefect server start` (its
-scheduler on, the UI and analytics off) for as long as the deployment is served, and stops it after.
+fires. Without a PREFECT_API_URL (environment or profile) this module therefore starts a local
+`prefect server start` (its scheduler on, the UI and analytics off) for as long as the deployment
+is served, and stops it after.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import os
 import signal
 import socket
 import subprocess
@@ -104,7 +104,7 @@ def serve(config_path: str, cron: str, name: str | None = None, port: int = DEFA
             tags=["mesed-build"],
         )
 
-    if os.environ.get("PREFECT_API_URL"):
+    if PREFECT_API_URL.value():  # from the environment or the active Prefect profile
         serve_deployment()
         return
     with local_prefect_server(port) as url, temporary_settings(updates={PREFECT_API_URL: url}):

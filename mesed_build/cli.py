@@ -140,12 +140,11 @@ def serve(config_path: str, cron: str, name: str | None, port: int) -> None:
         raise UserError(str(exc)) from exc
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    from flows.serve import ServeError, check_cron
+    from flows.serve import ServeError
     from flows.serve import serve as serve_flow
 
     try:
-        check_cron(cron)
-        serve_flow(config_path, cron, name, port)
+        serve_flow(config_path, cron, name, port)  # checks the cron before anything starts
     except ServeError as exc:
         raise UserError(str(exc)) from exc
 

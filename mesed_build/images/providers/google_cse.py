@@ -56,7 +56,8 @@ class GoogleCSEProvider(ImageSearchProvider):
             )
         return cls(os.environ[key_var], os.environ[cx_var], endpoint=options.get("endpoint") or ENDPOINT,
                    user_agent=options.get("user_agent") or "mesed-build",
-                   timeout_s=float(options.get("timeout_s", 30)))
+                   timeout_s=float(options.get("timeout_s", 30)), max_retries=int(options.get("max_retries", 4)),
+                   backoff_s=float(options.get("backoff_s", 1.0)))
 
     def close(self) -> None:
         self.session.close()
@@ -84,10 +85,9 @@ class GoogleCSEProvider(ImageSearchProvider):
     def _page(self, query: str, start: int, num: int) -> list[dict]:
         params = {"key": self.key, "cx": self.cx, "q": query, "searchType": "image", "num": num, "start": start}
         where = f"{self.endpoint} (q={query!r}, start={start})"
-
         try:
-            return call_with_retries(lambda: self._get_once(params, where), max_retries=self.max_retries, backoff_s=self.backoff_s,
-                                     sleep=self._sleep)
+            return call_with_retries(lambda: self._get_once(params, where), max_retries=self.max_retries,
+                                     backoff_s=self.backoff_s, sleep=self._sleep)
         except Retryable as exc:
             raise ProviderError(f"{where}: gave up after {self.max_retries + 1} tries: {exc}") from exc
 
