@@ -115,6 +115,8 @@ def run(ctx: BuildContext) -> dict[str, int]:
 
     with ctx.store.begin() as conn:
         ctx.store.upsert(st.entities, sorted(entity_rows.values(), key=lambda r: r["page_id"]), conn=conn)
+        # a class taken out of the config takes its members with it
+        conn.execute(st.class_members.delete().where(st.class_members.c.class_name.not_in(list(members))))
         for cls_name, rows in members.items():
             # a rebuild replaces the membership: an entry removed from a list page leaves the class
             conn.execute(st.class_members.delete().where(st.class_members.c.class_name == cls_name))
